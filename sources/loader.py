@@ -1,0 +1,414 @@
+"""Load one landing-zone batch into its raw partitions, in one transaction, with bulk COPY.
+
+The contract: every physical data line of every file ends up either as a raw row or as a
+`consent.dq_rejections` row; re-loading a batch replaces it (never duplicates it); a crash
+mid-batch rolls back to nothing, so the next run simply loads it again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from sources import SOURCES, web
+from sources.readers import BatchFileError, LineProblem, iter_chunks, parse_csv_chunk, read_header
+from sources.schema import RAW_SCHEMA, reset_partition
+from sources.spec import FileSpec, Rule, SourceSpec
+from sources.validation import reject_failing_rows
+
+
+@dataclass
+class FileResult:
+    file_name: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+
+
+@dataclass
+class BatchResult:
+    source: str
+    batch_id: str
+    status: str = "loaded"
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.update(
+            rows_read=self.rows_read,
+            rows_loaded=self.rows_loaded,
+            rows_rejected=self.rows_rejected,
+        )
+        return data
+
+
+def check_batch_files(source: SourceSpec, batch_dir: Path) -> None:
+    """Fail fast, naming the file, before anything is written."""
+    for spec in source.files:
+        path = batch_dir / spec.file_name
+        if not path.exists():
+            if spec.optional:
+                continue
+            raise BatchFileError(f"{source.name} batch {batch_dir.name}: missing file {path}")
+        if not path.is_file():
+            raise BatchFileError(f"{source.name} batch {batch_dir.name}: {path} is not a file")
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as error:
+            raise BatchFileError(
+                f"{source.name} batch {batch_dir.name}: cannot read {path}: {error.strerror}"
+            ) from error
+
+
+def load_batch(
+    conn: psycopg.Connection,
+    source_name: str,
+    batch_dir: Path,
+    on_progress: Callable[[int], None] | None = None,
+) -> BatchResult:
+    """Load (or re-load) one complete batch; raises BatchFileError if a file is unusable."""
+    source = SOURCES[source_name]
+    batch_id = batch_dir.name
+    result = BatchResult(source=source_name, batch_id=batch_id)
+    started = time.perf_counter()
+    started_at = conn.execute("select now()").fetchone()[0]
+    try:
+        check_batch_files(source, batch_dir)
+        with conn.transaction():
+            conn.execute(
+                "delete from consent.dq_rejections where source = %s and batch_id = %s "
+                "and stage = 'ingest'",
+                (source_name, batch_id),
+            )
+            partitions = {spec.table: reset_partition(conn, spec, batch_id) for spec in source.tables}
+            for spec in source.files:
+                path = batch_dir / spec.file_name
+                if not path.exists():
+                    continue
+                if spec.file_format == "jsonl":
+                    file_result = _load_web_events(conn, path, batch_id, partitions, on_progress)
+                else:
+                    file_result = _load_csv(
+                        conn, source, spec, path, batch_id, partitions[spec.table], on_progress
+                    )
+                result.files.append(file_result)
+            result.seconds = time.perf_counter() - started
+            _register(conn, result, started_at)
+    except BatchFileError as error:
+        result.status = "failed"
+        result.error = str(error)
+        result.seconds = time.perf_counter() - started
+        with conn.transaction():
+            _register(conn, result, started_at)
+        raise
+    return result
+
+
+def _register(conn: psycopg.Connection, result: BatchResult, started_at) -> None:
+    conn.execute(
+        """
+        insert into consent.ingest_batches as b
+            (source, batch_id, status, rows_read, rows_loaded, rows_rejected, files, error,
+             started_at, finished_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+        on conflict (source, batch_id) do update set
+            status = excluded.status, rows_read = excluded.rows_read,
+            rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected,
+            files = excluded.files, error = excluded.error,
+            started_at = excluded.started_at, finished_at = excluded.finished_at
+        """,
+        (
+            result.source,
+            result.batch_id,
+            result.status,
+            result.rows_read,
+            result.rows_loaded,
+            result.rows_rejected,
+            json.dumps([asdict(f) for f in result.files]),
+            result.error,
+            started_at,
+        ),
+    )
+
+
+def _record_problems(
+    conn: psycopg.Connection,
+    source: str,
+    batch_id: str,
+    file_name: str,
+    problems: list[LineProblem],
+    record_id_of: Callable[[str], str | None],
+) -> None:
+    if not problems:
+        return
+    with conn.cursor() as cur, cur.copy(
+        "copy consent.dq_rejections (source, batch_id, file_name, line_number, record_id, field, "
+        "rule, severity, reason, stage, raw_record) from stdin"
+    ) as copy:
+        for problem in problems:
+            copy.write_row(
+                (
+                    source,
+                    batch_id,
+                    file_name,
+                    problem.line_number,
+                    record_id_of(problem.text),
+                    problem.field,
+                    problem.rule.value,
+                    "reject",
+                    problem.reason,
+                    "ingest",
+                    json.dumps({"line": problem.text}, ensure_ascii=False),
+                )
+            )
+
+
+def _first_csv_field(text: str) -> str | None:
+    value = text.split(",", 1)[0].strip().strip('"')
+    return value or None
+
+
+def _copy_arrow(conn: psycopg.Connection, target: sql.Identifier, table: pa.Table) -> None:
+    """Bulk-load an all-string arrow table: pyarrow writes CSV in C++, COPY reads it."""
+    if table.num_rows == 0:
+        return
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=False))
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in table.column_names)
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("copy {} ({}) from stdin (format csv)").format(target, columns)
+    ) as copy:
+        view = buffer.getbuffer()
+        step = 8 * 1024 * 1024
+        for start in range(0, len(view), step):
+            copy.write(view[start : start + step])
+
+
+def _constant(value: str, rows: int) -> pa.Array:
+    return pc.fill_null(pa.nulls(rows, pa.string()), value)
+
+
+def _load_csv(
+    conn: psycopg.Connection,
+    source: SourceSpec,
+    spec: FileSpec,
+    path: Path,
+    batch_id: str,
+    partition: sql.Identifier,
+    on_progress: Callable[[int], None] | None,
+) -> FileResult:
+    result = FileResult(spec.file_name)
+    try:
+        header, _ = read_header(path)
+    except (UnicodeDecodeError, StopIteration) as error:
+        raise BatchFileError(
+            f"{source.name} batch {batch_id}: {path} line 1: header is not readable UTF-8 CSV"
+        ) from error
+    expected = spec.column_names
+    if sorted(header) != sorted(expected):
+        missing = [c for c in expected if c not in header]
+        unexpected = [c for c in header if c not in expected]
+        raise BatchFileError(
+            f"{source.name} batch {batch_id}: {path} line 1: header does not match the contract"
+            f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})"
+        )
+    for chunk in iter_chunks(path, first_line=2):
+        table = parse_csv_chunk(chunk, header)
+        _record_problems(
+            conn, source.name, batch_id, spec.file_name, chunk.problems, _first_csv_field
+        )
+        result.rows_read += table.num_rows + len(chunk.problems)
+        rows = table.num_rows
+        table = table.append_column("_batch_id", _constant(batch_id, rows))
+        table = table.append_column("_file_name", _constant(spec.file_name, rows))
+        _copy_arrow(conn, partition, table)
+        if on_progress:
+            on_progress(len(chunk.data))
+    conn.execute(reject_failing_rows(partition, spec, source.name, batch_id))
+    result.rows_loaded = _count(conn, partition)
+    result.rows_rejected = result.rows_read - result.rows_loaded
+    return result
+
+
+def _count(conn: psycopg.Connection, table: sql.Identifier) -> int:
+    return conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
+
+
+def _json_path(path: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL("j #>> {}").format(sql.Literal("{" + ",".join(path) + "}"))
+
+
+def _load_web_events(
+    conn: psycopg.Connection,
+    path: Path,
+    batch_id: str,
+    partitions: dict[str, sql.Identifier],
+    on_progress: Callable[[int], None] | None,
+) -> FileResult:
+    """JSON lines: COPY the lines verbatim, then parse and flatten them in SQL, set-based."""
+    spec = web.EVENTS
+    result = FileResult(spec.file_name)
+    conn.execute(
+        "create temp table if not exists web_lines "
+        "(line_number bigint generated always as identity, line text)"
+    )
+    conn.execute("truncate web_lines")
+    conn.execute("alter table web_lines alter column line_number restart with 1")
+    dropped: list[int] = []
+    for chunk in iter_chunks(path, first_line=1):
+        _record_problems(conn, "web", batch_id, spec.file_name, chunk.problems, lambda _: None)
+        dropped.extend(chunk.dropped_lines)
+        # CSV mode with delimiter and quote bytes that never occur in text: one field per line,
+        # taken verbatim (no backslash processing)
+        with conn.cursor() as cur, cur.copy(
+            "copy web_lines (line) from stdin "
+            "(format csv, delimiter E'\\x02', quote E'\\x01', escape E'\\x01')"
+        ) as copy:
+            copy.write(chunk.data if chunk.data.endswith(b"\n") else chunk.data + b"\n")
+        if on_progress:
+            on_progress(len(chunk.data))
+    if dropped:
+        conn.execute("delete from web_lines where line_number = any(%s)", (dropped,))
+    result.rows_read = _count(conn, sql.Identifier("web_lines")) + len(dropped)
+
+    # lines that are not a JSON object
+    conn.execute(
+        sql.SQL(
+            """
+            insert into consent.dq_rejections
+                (source, batch_id, file_name, line_number, record_id, field, rule, severity,
+                 reason, stage, raw_record)
+            select 'web', {batch}, {file}, line_number, null, null, {rule}, 'reject',
+                   case when coalesce(btrim(line), '') = '' then 'blank line'
+                        when pg_input_is_valid(line, 'jsonb') then 'line is JSON but not an object'
+                        else 'line is not valid JSON' end,
+                   'ingest', jsonb_build_object('line', line)
+            from web_lines
+            where case when pg_input_is_valid(coalesce(line, ''), 'jsonb')
+                       then jsonb_typeof(line::jsonb) <> 'object' else true end
+            """
+        ).format(
+            batch=sql.Literal(batch_id),
+            file=sql.Literal(spec.file_name),
+            rule=sql.Literal(Rule.INVALID_JSON.value),
+        )
+    )
+    events = partitions[web.EVENTS.table]
+    consents = partitions[web.EVENT_CONSENTS.table]
+    valid_lines = sql.SQL(
+        "select line_number, line::jsonb as j from web_lines "
+        "where case when pg_input_is_valid(coalesce(line, ''), 'jsonb') "
+        "then jsonb_typeof(line::jsonb) = 'object' else false end"
+    )
+    event_columns = list(web.EVENT_PATHS)
+    conn.execute(
+        sql.SQL(
+            "insert into {events} ({cols}, _batch_id, _file_name, _line_number, _payload) "
+            "select {values}, {batch}, {file}, line_number, j from ({valid}) as l"
+        ).format(
+            events=events,
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in event_columns),
+            values=sql.SQL(", ").join(_json_path(web.EVENT_PATHS[c]) for c in event_columns),
+            batch=sql.Literal(batch_id),
+            file=sql.Literal(spec.file_name),
+            valid=valid_lines,
+        )
+    )
+    # a `consents` member that is not an array makes the whole line doubtful
+    conn.execute(
+        sql.SQL(
+            """
+            with bad as (
+                select e._line_number, e.event_id
+                from {events} e
+                where jsonb_typeof(e._payload -> 'consents') not in ('array', 'null')
+                   or exists (
+                        select 1 from jsonb_array_elements(
+                            case when jsonb_typeof(e._payload -> 'consents') = 'array'
+                                 then e._payload -> 'consents' else '[]' end) c
+                        where jsonb_typeof(c) <> 'object')
+            ), rejected as (
+                insert into consent.dq_rejections
+                    (source, batch_id, file_name, line_number, record_id, field, rule,
+                     severity, reason, stage, raw_record)
+                select 'web', {batch}, {file}, _line_number, nullif(event_id, ''), 'consents',
+                       {rule}, 'reject', 'consents is not a list of objects', 'ingest', null
+                from bad
+                returning line_number
+            )
+            delete from {events} e using rejected r where e._line_number = r.line_number
+            """
+        ).format(
+            events=events,
+            batch=sql.Literal(batch_id),
+            file=sql.Literal(spec.file_name),
+            rule=sql.Literal(Rule.UNKNOWN_VALUE.value),
+        )
+    )
+    consent_columns = list(web.CONSENT_PATHS)
+    conn.execute(
+        sql.SQL(
+            "insert into {consents} (event_id, consent_index, {cols}, _batch_id, _file_name, "
+            "_line_number) "
+            "select e.event_id, (c.ordinality - 1)::text, {values}, {batch}, {file}, "
+            "e._line_number "
+            "from {events} e, jsonb_array_elements(coalesce(e._payload -> 'consents', '[]')) "
+            "with ordinality as c(j, ordinality)"
+        ).format(
+            consents=consents,
+            events=events,
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in consent_columns),
+            values=sql.SQL(", ").join(_json_path(web.CONSENT_PATHS[c]) for c in consent_columns),
+            batch=sql.Literal(batch_id),
+            file=sql.Literal(spec.file_name),
+        )
+    )
+    # a bad consent element rejects its whole line (one record); then the line's other rows go
+    conn.execute(reject_failing_rows(consents, web.EVENT_CONSENTS, "web", batch_id))
+    conn.execute(
+        sql.SQL(
+            "delete from {events} e using consent.dq_rejections r "
+            "where r.source = 'web' and r.batch_id = {batch} and r.stage = 'ingest' "
+            "and r.line_number = e._line_number"
+        ).format(events=events, batch=sql.Literal(batch_id))
+    )
+    conn.execute(reject_failing_rows(events, web.EVENTS, "web", batch_id))
+    conn.execute(
+        sql.SQL(
+            "delete from {consents} c using consent.dq_rejections r "
+            "where r.source = 'web' and r.batch_id = {batch} and r.stage = 'ingest' "
+            "and r.line_number = c._line_number"
+        ).format(consents=consents, batch=sql.Literal(batch_id))
+    )
+    result.rows_loaded = _count(conn, events)
+    result.rows_rejected = result.rows_read - result.rows_loaded
+    return result
+
+
+def raw_table(spec: FileSpec) -> sql.Identifier:
+    return sql.Identifier(RAW_SCHEMA, spec.table)

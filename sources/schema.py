@@ -1,0 +1,132 @@
+"""DDL for the landing side of the database: raw tables, the batch registry and dq_rejections.
+
+Raw tables keep every value exactly as the file had it (text), so a staging bug can always be
+fixed and replayed. Each is LIST-partitioned by batch: re-loading a batch truncates only its own
+partition, validation scans only the new rows, and old batches can be detached for retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+from psycopg import sql
+
+from sources import SOURCES
+from sources.spec import FileSpec
+
+RAW_SCHEMA = "raw"
+CONSENT_SCHEMA = "consent"
+META_COLUMNS = ("_batch_id", "_file_name", "_line_number")
+
+_CONSENT_DDL = """
+create schema if not exists consent;
+
+create table if not exists consent.ingest_batches (
+    source        text        not null,
+    batch_id      text        not null,
+    status        text        not null check (status in ('loaded', 'failed')),
+    rows_read     bigint      not null default 0,
+    rows_loaded   bigint      not null default 0,
+    rows_rejected bigint      not null default 0,
+    files         jsonb       not null default '[]',
+    error         text,
+    started_at    timestamptz not null,
+    finished_at   timestamptz not null,
+    primary key (source, batch_id)
+);
+comment on table consent.ingest_batches is
+    'One row per landing-zone batch seen by ingestion: what was read, loaded and rejected.';
+
+create table if not exists consent.dq_rejections (
+    rejection_id bigint generated always as identity primary key,
+    source       text        not null,
+    batch_id     text        not null,
+    file_name    text        not null,
+    line_number  bigint,
+    record_id    text,
+    field        text,
+    rule         text        not null,
+    severity     text        not null check (severity in ('reject', 'warn')),
+    reason       text        not null,
+    rejected_at  timestamptz not null default now(),
+    stage        text        not null default 'ingest',
+    raw_record   jsonb
+);
+create index if not exists dq_rejections_batch
+    on consent.dq_rejections (source, batch_id, stage);
+comment on table consent.dq_rejections is
+    'Every rejected or suspicious input row with its rule; reason never quotes personal data.';
+comment on column consent.dq_rejections.raw_record is
+    'The row as read (personal data: DPO only), kept so a doubtful revocation can still be honoured.';
+"""
+
+_RAW_DDL = """
+create schema if not exists raw;
+
+-- E.164 form of every distinct phone string seen in any feed (filled with `phonenumbers`).
+create table if not exists raw.phone_numbers (
+    phone_key  text primary key,
+    phone_e164 text,
+    is_valid   boolean not null,
+    number_type text
+);
+"""
+
+
+def partition_name(table: str, batch_id: str) -> str:
+    """A readable partition name that stays within PostgreSQL's 63-byte identifier limit."""
+    name = f"{table}__{batch_id}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha1(batch_id.encode()).hexdigest()[:12]
+    return f"{table}__{digest}"
+
+
+def raw_table_ddl(spec: FileSpec) -> sql.Composed:
+    columns = [sql.SQL("{} text").format(sql.Identifier(name)) for name in spec.column_names]
+    columns += [
+        sql.SQL("_batch_id text not null"),
+        sql.SQL("_file_name text not null"),
+        sql.SQL("_line_number bigint not null"),
+    ]
+    if spec.file_format == "jsonl" and spec.table == "web_events":
+        columns.append(sql.SQL("_payload jsonb"))
+    return sql.SQL("create table if not exists {}.{} ({}) partition by list (_batch_id)").format(
+        sql.Identifier(RAW_SCHEMA), sql.Identifier(spec.table), sql.SQL(", ").join(columns)
+    )
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create everything ingestion writes to; safe to call on every run and from two processes."""
+    with conn.transaction():
+        # serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free
+        conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:schema'))")
+        conn.execute(_CONSENT_DDL)
+        conn.execute(_RAW_DDL)
+        for source in SOURCES.values():
+            for spec in source.tables:
+                conn.execute(raw_table_ddl(spec))
+                conn.execute(
+                    sql.SQL("comment on table {}.{} is {}").format(
+                        sql.Identifier(RAW_SCHEMA),
+                        sql.Identifier(spec.table),
+                        sql.Literal(f"Raw rows of {source.name}/{spec.file_name}, as in the file"),
+                    )
+                )
+
+
+def reset_partition(conn: psycopg.Connection, spec: FileSpec, batch_id: str) -> sql.Identifier:
+    """Give the batch an empty partition of its own (created, or truncated on a re-load)."""
+    name = partition_name(spec.table, batch_id)
+    ident = sql.Identifier(RAW_SCHEMA, name)
+    exists = conn.execute("select to_regclass(%s)", (f'{RAW_SCHEMA}."{name}"',)).fetchone()[0]
+    if exists:
+        conn.execute(sql.SQL("truncate {}").format(ident))
+    else:
+        conn.execute(
+            sql.SQL("create table {} partition of {} for values in ({})").format(
+                ident, sql.Identifier(RAW_SCHEMA, spec.table), sql.Literal(batch_id)
+            )
+        )
+    return ident
