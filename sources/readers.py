@@ -131,9 +131,9 @@ def parse_csv_chunk(chunk: Chunk, column_names: list[str]) -> pa.Table:
             quoted_strings_can_be_null=False,
         ),
     )
+    valid_lines, invalid_lines = _physical_lines(table, chunk.first_line, invalid)
     expected = len(column_names)
-    for number, row_text in invalid:
-        line_number = chunk.first_line + number - 1
+    for line_number, (_, row_text) in zip(invalid_lines.tolist(), invalid, strict=True):
         if line_number in chunk.dropped_lines:
             continue
         actual = len(next(iter(_csv_rows(row_text)), []))
@@ -145,37 +145,35 @@ def parse_csv_chunk(chunk: Chunk, column_names: list[str]) -> pa.Table:
                 text=row_text,
             )
         )
-    line_numbers = _valid_row_line_numbers(table, chunk.first_line, invalid)
-    table = table.append_column("_line_number", pa.array(line_numbers, pa.int64()))
+    table = table.append_column("_line_number", pa.array(valid_lines, pa.int64()))
     if chunk.dropped_lines:
         keep = pc.invert(pc.is_in(table["_line_number"], pa.array(chunk.dropped_lines, pa.int64())))
         table = table.filter(keep)
     return table
 
 
-def _valid_row_line_numbers(
+def _physical_lines(
     table: pa.Table, first_line: int, invalid: list[tuple[int, str]]
-) -> np.ndarray:
-    """Physical line of each parsed row, given the (chunk-relative) lines of skipped rows."""
-    rows = table.num_rows
-    # extra physical lines taken by quoted values that contain newlines
-    extra = np.zeros(rows, dtype=np.int64)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical line of each parsed row and of each skipped row.
+
+    pyarrow numbers records (1-based, skipped ones included), not lines: a record whose quoted
+    values hold newlines takes several lines, so lines are records plus the newlines before them.
+    """
+    valid_count = table.num_rows
+    total = valid_count + len(invalid)
+    valid_extra = np.zeros(valid_count, dtype=np.int64)
     for column in table.columns:
-        counts = pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
-        extra += counts.astype(np.int64)
-    before = np.concatenate(([0], np.cumsum(extra)[:-1])) if rows else extra
-    provisional = 1 + np.arange(rows, dtype=np.int64) + before  # chunk-relative, ignoring skips
-    if invalid:
-        spans = np.array([1 + text.count("\n") for _, text in invalid], dtype=np.int64)
-        starts = np.array([number for number, _ in invalid], dtype=np.int64)
-        order = np.argsort(starts)
-        starts, spans = starts[order], spans[order]
-        consumed_before = np.concatenate(([0], np.cumsum(spans)[:-1]))
-        positions = starts - consumed_before  # where each skipped row sits among the others
-        shift_index = np.searchsorted(positions, provisional, side="right")
-        shift = np.concatenate(([0], np.cumsum(spans)))[shift_index]
-        provisional = provisional + shift
-    return provisional + first_line - 1
+        valid_extra += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
+    invalid_records = np.array([number for number, _ in invalid], dtype=np.int64)
+    is_valid = np.ones(total, dtype=bool)
+    is_valid[invalid_records - 1] = False
+    extra = np.zeros(total, dtype=np.int64)
+    extra[is_valid] = valid_extra
+    extra[~is_valid] = [text.count("\n") for _, text in invalid]
+    newlines_before = np.concatenate(([0], np.cumsum(extra)[:-1])) if total else extra
+    lines = first_line + np.arange(total, dtype=np.int64) + newlines_before
+    return lines[is_valid], lines[invalid_records - 1]
 
 
 def iter_lines_for_copy(chunk: Chunk) -> bytes:

@@ -1,0 +1,66 @@
+"""dbt models as Dagster assets: staging, intermediate and marts, in one graph with the raw assets.
+
+dbt sources carry `meta.dagster.asset_key` = ["raw", <table>], the keys the ingestion assets use,
+so lineage runs from a landing batch to every golden table without glue code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from pipelines.resources import ConsentCenterResource
+from pipelines.settings import DBT_PROJECT_DIR
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def _manifest_is_stale(project: DbtProject) -> bool:
+    manifest: Path = project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    watched = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        watched.extend((DBT_PROJECT_DIR / folder).rglob("*"))
+    return any(path.is_file() and path.stat().st_mtime > built for path in watched)
+
+
+def ensure_manifest(project: DbtProject = dbt_project) -> Path:
+    """Parse the dbt project when its manifest is missing or older than its sources.
+
+    `dagster dev` does this itself (prepare_if_dev); the CLI, tests and a fresh clone need it too.
+    """
+    if _manifest_is_stale(project):
+        project.preparer.prepare(project)
+    return project.manifest_path
+
+
+class ConsentDbtTranslator(DagsterDbtTranslator):
+    """Models are keyed by the schema they land in (staging/..., consent/...) and grouped by layer."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        schema = dbt_resource_props.get("config", {}).get("schema") or "consent"
+        return AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=ConsentDbtTranslator(),
+)
+def consent_dbt_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, consent_center: ConsentCenterResource
+):
+    consent_center.export_dbt_env()
+    yield from dbt.cli(["build"], context=context).stream()

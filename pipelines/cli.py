@@ -1,0 +1,182 @@
+"""The `consent-center` command, for the people who do not live in the Dagster UI.
+
+Every command reads CONSENT_HOME, CONSENT_LANDING_DIR and CONSENT_DATABASE_URL; every error is
+one clear line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import PROJECT_ROOT, load_settings
+
+app = typer.Typer(
+    help="consent-center: may we contact this person now, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+SAMPLE_CLIENTS = 2_000
+
+
+class CommandError(Exception):
+    """An expected failure: shown as one line, exit code 1."""
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _landing_is_empty(landing: Path) -> bool:
+    return not landing.exists() or not any(landing.glob("*/*/_SUCCESS"))
+
+
+@app.command()
+def run() -> None:
+    """Load every complete batch not yet processed, then build everything downstream."""
+    from pipelines.run import run_pipeline
+
+    settings = load_settings()
+    if _landing_is_empty(settings.landing_dir):
+        if os.environ.get("CONSENT_LANDING_DIR"):
+            _fail(f"no complete batch (with _SUCCESS) under {settings.landing_dir}")
+        console.print(
+            f"Landing zone {settings.landing_dir} is empty: generating sample feeds "
+            f"for {SAMPLE_CLIENTS} clients first."
+        )
+        _generate(settings.landing_dir, SAMPLE_CLIENTS, seed=1, batches=3)
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def on_total(total: int) -> None:
+            progress.update(task, total=total)
+
+        def on_step(description: str) -> None:
+            if progress.tasks[0].description != "starting":
+                progress.advance(task)
+            progress.update(task, description=description)
+
+        summary = run_pipeline(settings, on_step=on_step, on_total=on_total)
+        progress.advance(task)
+
+    table = Table(title="consent-center run", show_header=False)
+    table.add_row("batches loaded", str(summary.batches_loaded))
+    table.add_row("batches failed", str(len(summary.batches_failed)))
+    table.add_row("rows read", f"{summary.rows_read:,}")
+    table.add_row("rows loaded", f"{summary.rows_loaded:,}")
+    table.add_row("rows rejected", f"{summary.rows_rejected:,} (see consent.dq_rejections)")
+    table.add_row("transform", "ok" if summary.transform_ok else "FAILED")
+    table.add_row("duration", f"{summary.seconds:.1f} s")
+    console.print(table)
+    for failure in summary.failures:
+        err_console.print(f"[red]failed:[/] {failure}", highlight=False)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _generate(out: Path, clients: int, seed: int, batches: int) -> dict:
+    from sources.generator import GeneratorConfig, generate
+
+    with Progress(
+        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("clients", total=clients)
+        summary = generate(
+            out,
+            GeneratorConfig(clients=clients, seed=seed, batches=batches),
+            progress=lambda done: progress.update(task, completed=done),
+        )
+    return summary.as_dict()
+
+
+@app.command()
+def generate(
+    clients: Annotated[int, typer.Option(help="How many real people to simulate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Landing zone to write (default: CONSENT_LANDING_DIR).")] = None,
+    batches: Annotated[int, typer.Option(help="Batches per source feed.")] = 3,
+) -> None:
+    """Write synthetic feeds of all five sources with the truth behind them (DIR/truth/)."""
+    target = out or load_settings().landing_dir
+    if clients < 1:
+        _fail("--clients must be at least 1")
+    summary = _generate(target, clients, seed, batches)
+    console.print(f"wrote feeds for {clients:,} clients to {target} "
+                  f"in {summary.get('seconds', 0):.1f} s; truth in {target / 'truth'}")
+
+
+@app.command("db-url")
+def db_url() -> None:
+    """Print the database URL (starting the embedded server if needed) for psql and BI tools."""
+    from pipelines.database import database_url
+
+    print(database_url())
+
+
+@app.command()
+def stop() -> None:
+    """Stop the embedded PostgreSQL server of this CONSENT_HOME."""
+    from pipelines.database import stop_embedded_server
+
+    settings = load_settings()
+    if not settings.uses_embedded_server:
+        _fail("CONSENT_DATABASE_URL is set: there is no embedded server to stop")
+    stopped = stop_embedded_server(settings)
+    console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port of the web UI.")] = 3000) -> None:
+    """Start the Dagster web UI (with its daemon: sensor and schedule) on this project."""
+    from pipelines.database import database_url
+    from pipelines.run import prepare_dagster_home
+
+    settings = load_settings()
+    prepare_dagster_home(settings)
+    database_url(settings)  # start the embedded server before the UI's first sensor tick
+    command = [
+        sys.executable, "-m", "dagster", "dev",
+        "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-p", str(port), "-h", "127.0.0.1",
+    ]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=True)
+    except (CommandError, OSError, ValueError, RuntimeError) as error:
+        if os.environ.get("CONSENT_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The one Dagster `Definitions` of consent-center: assets, jobs, sensor, schedule, resources."""
+
+from dagster import Definitions
+from dagster_dbt import DbtCliResource
+
+from assets.ingest import INGEST_ASSETS, phone_numbers
+from assets.transform import consent_dbt_models, dbt_project
+from pipelines.jobs import INGEST_JOBS, TRANSFORM_JOB
+from pipelines.resources import ConsentCenterResource
+from pipelines.schedules import daily_transform
+from pipelines.sensors import landing_zone_sensor
+
+defs = Definitions(
+    assets=[*INGEST_ASSETS.values(), phone_numbers, consent_dbt_models],
+    jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB],
+    sensors=[landing_zone_sensor],
+    schedules=[daily_transform],
+    resources={
+        "consent_center": ConsentCenterResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
+    },
+)

@@ -1,0 +1,132 @@
+"""`consent-center run`: materialise everything pending, through Dagster, from the command line.
+
+Each batch is loaded by its partitioned ingestion job and then one `transform` run builds the
+rest, all recorded in the Dagster instance under CONSENT_HOME, so runs started here show up in
+the UI's history exactly like runs started there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from pipelines.database import database_url
+from pipelines.settings import Settings
+from sources.landing import Batch, all_complete_batches
+from sources.schema import ensure_schema
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class RunSummary:
+    batches_loaded: int = 0
+    batches_failed: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    transform_ok: bool | None = None
+    transform_error: str | None = None
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.batches_failed and self.transform_ok is not False
+
+
+def prepare_dagster_home(settings: Settings) -> None:
+    """Point Dagster at CONSENT_HOME so run history persists between commands and the UI."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+
+
+def pending_batches(conn: psycopg.Connection, settings: Settings) -> list[Batch]:
+    loaded = {
+        (source, batch_id)
+        for source, batch_id in conn.execute(
+            "select source, batch_id from consent.ingest_batches where status = 'loaded'"
+        )
+    }
+    return [
+        b for b in all_complete_batches(settings.landing_dir) if (b.source, b.batch_id) not in loaded
+    ]
+
+
+def _run_error(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.event_specific_data is not None:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                return error.message.strip().splitlines()[-1]
+    return "run failed"
+
+
+def run_pipeline(
+    settings: Settings,
+    on_step: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Ingest every pending batch, then transform; never raises for a bad batch."""
+    started = time.perf_counter()
+    prepare_dagster_home(settings)
+    summary = RunSummary()
+    url = database_url(settings)
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        pending = pending_batches(conn, settings)
+    if on_total:
+        on_total(len(pending) + 1)
+
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import defs
+
+    instance = DagsterInstance.get()
+    for batch in pending:
+        if on_step:
+            on_step(f"loading {batch.source}/{batch.batch_id}")
+        job = defs.resolve_job_def(f"ingest_{batch.source}")
+        instance.add_dynamic_partitions(f"{batch.source}_batches", [batch.batch_id])
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=batch.batch_id,
+            run_config=QUIET_RUN_CONFIG,
+            raise_on_error=False,
+        )
+        if not result.success:
+            summary.batches_failed.append(f"{batch.source}/{batch.batch_id}")
+            summary.failures.append(f"{batch.source}/{batch.batch_id}: {_run_error(result)}")
+
+    if on_step:
+        on_step("transforming (dbt build)")
+    transform = defs.resolve_job_def("transform")
+    result = transform.execute_in_process(
+        instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+    )
+    summary.transform_ok = result.success
+    if not result.success:
+        summary.transform_error = _run_error(result)
+        summary.failures.append(f"transform: {summary.transform_error}")
+
+    with psycopg.connect(url) as conn:
+        keys = [(b.source, b.batch_id) for b in pending]
+        for status, read, loaded, rejected in conn.execute(
+            "select status, rows_read, rows_loaded, rows_rejected from consent.ingest_batches "
+            "where (source, batch_id) in (select * from unnest(%s::text[], %s::text[]))",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        ):
+            if status == "loaded":
+                summary.batches_loaded += 1
+            summary.rows_read += read
+            summary.rows_loaded += loaded
+            summary.rows_rejected += rejected
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,14 @@
+"""Schedules: a nightly transform, so time-driven states (expiry, deadlines) are re-derived daily."""
+
+from dagster import DefaultScheduleStatus, ScheduleDefinition
+
+from pipelines.jobs import TRANSFORM_JOB
+
+daily_transform = ScheduleDefinition(
+    name="daily_transform",
+    job=TRANSFORM_JOB,
+    cron_schedule="0 4 * * *",
+    execution_timezone="Europe/Moscow",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Re-derive golden consents and reports every night at 04:00 Moscow time.",
+)

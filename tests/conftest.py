@@ -1,0 +1,77 @@
+"""Shared fixtures: a real PostgreSQL (the embedded one, or CONSENT_DATABASE_URL) and fresh databases.
+
+Every test that touches the database gets a database of its own, created from scratch, and the
+environment points CONSENT_DATABASE_URL at it: the code under test resolves its target exactly
+as it does in production.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipelines.database import ensure_embedded_server, stop_embedded_server
+from pipelines.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "landing"
+if not EXAMPLES.exists():  # a clone next to shared/, wherever it lives
+    EXAMPLES = Path(os.environ.get("CONSENT_EXAMPLES", "../shared/examples/landing")).resolve()
+
+_EXTERNAL_URL = os.environ.get("CONSENT_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    """Admin URL of the server the tests use; an embedded one is started and stopped here."""
+    if _EXTERNAL_URL:
+        yield _EXTERNAL_URL
+        return
+    home = tmp_path_factory.mktemp("pg")
+    settings = Settings(home=home, landing_dir=home / "landing", database_url=None)
+    url = ensure_embedded_server(settings)
+    yield url
+    stop_embedded_server(settings)
+
+
+def _with_database(url: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture
+def database_url(server_url, monkeypatch, tmp_path) -> Iterator[str]:
+    """A brand-new database for this test; CONSENT_HOME and CONSENT_DATABASE_URL point at it."""
+    name = f"cc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+        admin.execute(f"alter database \"{name}\" set timezone to 'Europe/Moscow'")
+    url = _with_database(server_url, name)
+    monkeypatch.setenv("CONSENT_DATABASE_URL", url)
+    monkeypatch.setenv("CONSENT_HOME", str(tmp_path / "home"))
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def conn(database_url) -> Iterator[psycopg.Connection]:
+    from sources.schema import ensure_schema
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        ensure_schema(connection)
+        yield connection
+
+
+@pytest.fixture
+def examples() -> Path:
+    if not EXAMPLES.exists():
+        pytest.fail(f"the shared examples landing zone is missing: {EXAMPLES}")
+    return EXAMPLES
