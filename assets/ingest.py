@@ -5,7 +5,6 @@ one (re-loading replaces its raw partition; nothing is duplicated). A batch whos
 or unreadable fails its own run only.
 """
 
-from __future__ import annotations
 
 from dagster import (
     AssetExecutionContext,
@@ -51,7 +50,7 @@ def _build_ingest_asset(source_name: str):
     ]
 
     @multi_asset(
-        name=f"ingest_{source_name}",
+        name=f"load_{source_name}_batch",
         specs=specs,
         partitions_def=BATCH_PARTITIONS[source_name],
         description=source.description,

@@ -4,7 +4,6 @@ dbt sources carry `meta.dagster.asset_key` = ["raw", <table>], the keys the inge
 so lineage runs from a landing batch to every golden table without glue code.
 """
 
-from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path

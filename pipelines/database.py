@@ -14,7 +14,6 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 
@@ -131,14 +130,14 @@ def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
 
 
 def libpq_params(url: str) -> dict[str, str]:
-    """Split a URL into host/port/user/password/dbname, as dbt's profile needs them."""
-    parsed = urlparse(url)
-    query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
-    host = query.get("host") or parsed.hostname or "localhost"
+    """Split a URL or key=value conninfo into host/port/user/password/dbname for dbt's profile."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(url)
     return {
-        "host": unquote(host),
-        "port": str(query.get("port") or parsed.port or 5432),
-        "user": unquote(parsed.username or query.get("user") or "postgres"),
-        "password": unquote(parsed.password or query.get("password") or ""),
-        "dbname": unquote(parsed.path.lstrip("/") or query.get("dbname") or DATABASE_NAME),
+        "host": str(params.get("host") or "localhost"),
+        "port": str(params.get("port") or 5432),
+        "user": str(params.get("user") or "postgres"),
+        "password": str(params.get("password") or ""),
+        "dbname": str(params.get("dbname") or DATABASE_NAME),
     }

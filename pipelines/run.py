@@ -19,7 +19,7 @@ from pipelines.settings import Settings
 from sources.landing import Batch, all_complete_batches
 from sources.schema import ensure_schema
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -61,12 +61,14 @@ def pending_batches(conn: psycopg.Connection, settings: Settings) -> list[Batch]
 
 
 def _run_error(result) -> str:
+    """The first line of the failing step's error (Dagster keeps the full text in the run)."""
     for event in result.all_events:
-        if event.is_failure and event.event_specific_data is not None:
+        if event.is_step_failure and event.event_specific_data is not None:
             error = getattr(event.event_specific_data, "error", None)
             if error is not None:
-                return error.message.strip().splitlines()[-1]
-    return "run failed"
+                lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+                return lines[0] if lines else error.cls_name
+    return "run failed (see the run in the Dagster UI)"
 
 
 def run_pipeline(

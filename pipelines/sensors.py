@@ -4,7 +4,6 @@ Once every known batch is loaded and nothing is running, the sensor asks for one
 if raw data changed since the last successful one, so golden tables follow the landing zone.
 """
 
-from __future__ import annotations
 
 from dagster import (
     DagsterRunStatus,
