@@ -5,7 +5,6 @@ one (re-loading replaces its raw partition; nothing is duplicated). A batch whos
 or unreadable fails its own run only.
 """
 
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -103,7 +102,7 @@ _PHONE_TABLES = [
         AssetSpec(
             raw_asset_key("phone_numbers"),
             deps=_PHONE_TABLES,
-            description="E.164 form (via phonenumbers) of every distinct phone string in the feeds.",
+            description="E.164 form (phonenumbers) of every distinct phone string in the feeds.",
             group_name=INGEST_GROUP,
             kinds={"python", "postgres"},
         )

@@ -4,7 +4,6 @@ dbt sources carry `meta.dagster.asset_key` = ["raw", <table>], the keys the inge
 so lineage runs from a landing batch to every golden table without glue code.
 """
 
-
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
 
 
 class ConsentDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed by the schema they land in (staging/..., consent/...) and grouped by layer."""
+    """Models are keyed by their schema (staging/..., consent/...) and grouped by layer."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":

@@ -50,9 +50,12 @@ def plain_copy(url: str, landing: Path) -> tuple[int, float]:
                         conn.execute(sql.SQL("create table {} ({})").format(table, columns))
                         options = sql.SQL("(format csv, header true)")
                     with conn.cursor() as cur:
-                        with cur.copy(
-                            sql.SQL("copy {} from stdin {}").format(table, options)
-                        ) as copy, open(path, "rb") as handle:
+                        with (
+                            cur.copy(
+                                sql.SQL("copy {} from stdin {}").format(table, options)
+                            ) as copy,
+                            open(path, "rb") as handle,
+                        ):
                             while block := handle.read(8 << 20):
                                 copy.write(block)
                         rows += cur.rowcount
@@ -87,7 +90,9 @@ def main() -> None:
 
             landing = Path(scratch) / "landing"
             generate(landing, GeneratorConfig(clients=args.clients, seed=args.seed))
-        size = sum(p.stat().st_size for p in landing.rglob("*") if p.is_file() and "truth" not in p.parts)
+        size = sum(
+            p.stat().st_size for p in landing.rglob("*") if p.is_file() and "truth" not in p.parts
+        )
         with scratch_database() as url:
             copy_rows, copy_seconds = plain_copy(url, landing)
         with scratch_database() as url:

@@ -26,8 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# bound to the real streams: `run` sends Dagster's and dbt's chatter to a log file meanwhile
+console = Console(file=sys.stdout)
+err_console = Console(file=sys.stderr)
 
 SAMPLE_CLIENTS = 2_000
 
@@ -89,6 +90,7 @@ def run() -> None:
     table.add_row("rows rejected", f"{summary.rows_rejected:,} (see consent.dq_rejections)")
     table.add_row("transform", "ok" if summary.transform_ok else "FAILED")
     table.add_row("duration", f"{summary.seconds:.1f} s")
+    table.add_row("run log", str(summary.log_file))
     console.print(table)
     for failure in summary.failures:
         err_console.print(f"[red]failed:[/] {failure}", highlight=False)
@@ -100,8 +102,12 @@ def _generate(out: Path, clients: int, seed: int, batches: int) -> dict:
     from sources.generator import GeneratorConfig, generate
 
     with Progress(
-        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         task = progress.add_task("clients", total=clients)
         summary = generate(
@@ -116,7 +122,9 @@ def _generate(out: Path, clients: int, seed: int, batches: int) -> dict:
 def generate(
     clients: Annotated[int, typer.Option(help="How many real people to simulate.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 1,
-    out: Annotated[Path | None, typer.Option(help="Landing zone to write (default: CONSENT_LANDING_DIR).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Landing zone to write (default: CONSENT_LANDING_DIR).")
+    ] = None,
     batches: Annotated[int, typer.Option(help="Batches per source feed.")] = 3,
 ) -> None:
     """Write synthetic feeds of all five sources with the truth behind them (DIR/truth/)."""
@@ -124,8 +132,10 @@ def generate(
     if clients < 1:
         _fail("--clients must be at least 1")
     summary = _generate(target, clients, seed, batches)
-    console.print(f"wrote feeds for {clients:,} clients to {target} "
-                  f"in {summary.get('seconds', 0):.1f} s; truth in {target / 'truth'}")
+    console.print(
+        f"wrote feeds for {clients:,} clients to {target} "
+        f"in {summary.get('seconds', 0):.1f} s; truth in {target / 'truth'}"
+    )
 
 
 @app.command("db-url")
@@ -145,7 +155,9 @@ def stop() -> None:
     if not settings.uses_embedded_server:
         _fail("CONSENT_DATABASE_URL is set: there is no embedded server to stop")
     stopped = stop_embedded_server(settings)
-    console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    console.print(
+        "embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running"
+    )
 
 
 @app.command()
@@ -158,9 +170,16 @@ def ui(port: Annotated[int, typer.Option(help="Port of the web UI.")] = 3000) ->
     prepare_dagster_home(settings)
     database_url(settings)  # start the embedded server before the UI's first sensor tick
     command = [
-        sys.executable, "-m", "dagster", "dev",
-        "-w", str(PROJECT_ROOT / "workspace.yaml"),
-        "-p", str(port), "-h", "127.0.0.1",
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
     ]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(command, cwd=PROJECT_ROOT))
@@ -168,6 +187,8 @@ def ui(port: Annotated[int, typer.Option(help="Port of the web UI.")] = 3000) ->
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
     try:
         app(standalone_mode=True)
     except (CommandError, OSError, ValueError, RuntimeError) as error:

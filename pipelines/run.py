@@ -7,6 +7,7 @@ the UI's history exactly like runs started there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ class RunSummary:
     transform_error: str | None = None
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    log_file: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -56,7 +58,9 @@ def pending_batches(conn: psycopg.Connection, settings: Settings) -> list[Batch]
         )
     }
     return [
-        b for b in all_complete_batches(settings.landing_dir) if (b.source, b.batch_id) not in loaded
+        b
+        for b in all_complete_batches(settings.landing_dir)
+        if (b.source, b.batch_id) not in loaded
     ]
 
 
@@ -92,6 +96,23 @@ def run_pipeline(
     from pipelines.definitions import defs
 
     instance = DagsterInstance.get()
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    summary.log_file = str(log_path)
+    with (
+        open(log_path, "a", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        _execute(defs, instance, pending, summary, on_step)
+    _collect_counts(url, pending, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _execute(defs, instance, pending: list[Batch], summary: RunSummary, on_step) -> None:
+    """Run the jobs in this process; their chatter (dbt's log lines) goes to the run log."""
     for batch in pending:
         if on_step:
             on_step(f"loading {batch.source}/{batch.batch_id}")
@@ -118,6 +139,8 @@ def run_pipeline(
         summary.transform_error = _run_error(result)
         summary.failures.append(f"transform: {summary.transform_error}")
 
+
+def _collect_counts(url: str, pending: list[Batch], summary: RunSummary) -> None:
     with psycopg.connect(url) as conn:
         keys = [(b.source, b.batch_id) for b in pending]
         for status, read, loaded, rejected in conn.execute(
@@ -130,5 +153,3 @@ def run_pipeline(
             summary.rows_read += read
             summary.rows_loaded += loaded
             summary.rows_rejected += rejected
-    summary.seconds = time.perf_counter() - started
-    return summary

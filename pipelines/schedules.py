@@ -1,4 +1,4 @@
-"""Schedules: a nightly transform, so time-driven states (expiry, deadlines) are re-derived daily."""
+"""Schedules: a nightly transform, so time-driven states (expiry, deadlines) follow the clock."""
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 

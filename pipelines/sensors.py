@@ -4,7 +4,6 @@ Once every known batch is loaded and nothing is running, the sensor asks for one
 if raw data changed since the last successful one, so golden tables follow the landing zone.
 """
 
-
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -63,9 +62,13 @@ def landing_zone_sensor(
     if in_flight:
         return SkipReason("runs in progress; transform waits for them")
     with consent_center.connect() as conn:
-        row = conn.execute(
-            "select max(finished_at) from consent.ingest_batches where status = 'loaded'"
-        ).fetchone() if _has_registry(conn) else None
+        row = (
+            conn.execute(
+                "select max(finished_at) from consent.ingest_batches where status = 'loaded'"
+            ).fetchone()
+            if _has_registry(conn)
+            else None
+        )
     last_load = row[0] if row else None
     if last_load is None:
         return SkipReason("nothing loaded yet")

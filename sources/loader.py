@@ -105,7 +105,9 @@ def load_batch(
                 "and stage = 'ingest'",
                 (source_name, batch_id),
             )
-            partitions = {spec.table: reset_partition(conn, spec, batch_id) for spec in source.tables}
+            partitions = {
+                spec.table: reset_partition(conn, spec, batch_id) for spec in source.tables
+            }
             for spec in source.files:
                 path = batch_dir / spec.file_name
                 if not path.exists():
@@ -166,10 +168,14 @@ def _record_problems(
 ) -> None:
     if not problems:
         return
-    with conn.cursor() as cur, cur.copy(
-        "copy consent.dq_rejections (source, batch_id, file_name, line_number, record_id, field, "
-        "rule, severity, reason, stage, raw_record) from stdin"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "copy consent.dq_rejections (source, batch_id, file_name, line_number, record_id, "
+            "field, "
+            "rule, severity, reason, stage, raw_record) from stdin"
+        ) as copy,
+    ):
         for problem in problems:
             copy.write_row(
                 (
@@ -200,9 +206,10 @@ def _copy_arrow(conn: psycopg.Connection, target: sql.Identifier, table: pa.Tabl
     buffer = io.BytesIO()
     pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=False))
     columns = sql.SQL(", ").join(sql.Identifier(name) for name in table.column_names)
-    with conn.cursor() as cur, cur.copy(
-        sql.SQL("copy {} ({}) from stdin (format csv)").format(target, columns)
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(target, columns)) as copy,
+    ):
         view = buffer.getbuffer()
         step = 8 * 1024 * 1024
         for start in range(0, len(view), step):
@@ -285,10 +292,13 @@ def _load_web_events(
         dropped.extend(chunk.dropped_lines)
         # CSV mode with delimiter and quote bytes that never occur in text: one field per line,
         # taken verbatim (no backslash processing)
-        with conn.cursor() as cur, cur.copy(
-            "copy web_lines (line) from stdin "
-            "(format csv, delimiter E'\\x02', quote E'\\x01', escape E'\\x01')"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "copy web_lines (line) from stdin "
+                "(format csv, delimiter E'\\x02', quote E'\\x01', escape E'\\x01')"
+            ) as copy,
+        ):
             copy.write(chunk.data if chunk.data.endswith(b"\n") else chunk.data + b"\n")
         if on_progress:
             on_progress(len(chunk.data))

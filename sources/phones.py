@@ -18,7 +18,9 @@ from sources import SOURCES
 
 DEFAULT_REGION = "RU"
 PHONE_COLUMNS = {  # raw table -> its phone columns
-    spec.table: "phone" for source in SOURCES.values() for spec in source.tables
+    spec.table: "phone"
+    for source in SOURCES.values()
+    for spec in source.tables
     if "phone" in spec.column_names
 }
 KEY_SQL = "regexp_replace({col}, '[^0-9+]', '', 'g')"
@@ -81,11 +83,14 @@ def refresh_phone_numbers(conn: psycopg.Connection, workers: int = 2) -> int:
             batches = list(pool.map(_normalise_many, _chunks(keys, 20_000)))
     else:
         batches = [_normalise_many(keys)]
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(
+    with (
+        conn.transaction(),
+        conn.cursor() as cur,
+        cur.copy(
             "copy raw.phone_numbers (phone_key, phone_e164, is_valid, number_type) from stdin"
-        ) as copy:
-            for batch in batches:
-                for row in batch:
-                    copy.write_row(row)
+        ) as copy,
+    ):
+        for batch in batches:
+            for row in batch:
+                copy.write_row(row)
     return len(keys)

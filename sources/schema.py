@@ -58,7 +58,7 @@ create index if not exists dq_rejections_batch
 comment on table consent.dq_rejections is
     'Every rejected or suspicious input row with its rule; reason never quotes personal data.';
 comment on column consent.dq_rejections.raw_record is
-    'The row as read (personal data: DPO only), kept so a doubtful revocation can still be honoured.';
+    'The row as read (personal data: DPO only), kept so a doubtful revocation is still honoured.';
 """
 
 _RAW_DDL = """

@@ -79,7 +79,9 @@ def _failure_branches(column: Column) -> list[tuple[sql.Composable, Rule, str]]:
 def failure_expression(spec: FileSpec) -> sql.Composed:
     """A CASE yielding 'field|rule|reason' for the first failed check of a row, else NULL."""
     all_empty = sql.SQL("concat({}) = ''").format(
-        sql.SQL(", ").join(sql.SQL("btrim({})").format(sql.Identifier(c)) for c in spec.column_names)
+        sql.SQL(", ").join(
+            sql.SQL("btrim({})").format(sql.Identifier(c)) for c in spec.column_names
+        )
     )
     parts = [
         sql.SQL("case when {} then {}").format(

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL (the embedded one, or CONSENT_DATABASE_URL) and fresh databases.
+"""Shared fixtures: a real PostgreSQL (embedded, or CONSENT_DATABASE_URL) and fresh databases.
 
 Every test that touches the database gets a database of its own, created from scratch, and the
 environment points CONSENT_DATABASE_URL at it: the code under test resolves its target exactly

@@ -94,12 +94,12 @@ def test_every_source_of_the_worked_example_loads_completely(conn, examples):
 def test_loading_a_batch_twice_changes_nothing(conn, examples):
     batch = complete_batches(examples, "crm")[0]
     first = load_batch(conn, "crm", batch.path)
-    snapshot = conn.execute(
-        "select * from raw.crm_clients order by _line_number"
-    ).fetchall()
+    snapshot = conn.execute("select * from raw.crm_clients order by _line_number").fetchall()
     second = load_batch(conn, "crm", batch.path)
     assert first.rows_loaded == second.rows_loaded == 8
-    assert conn.execute("select * from raw.crm_clients order by _line_number").fetchall() == snapshot
+    assert (
+        conn.execute("select * from raw.crm_clients order by _line_number").fetchall() == snapshot
+    )
     registry = conn.execute("select status, rows_loaded from consent.ingest_batches").fetchall()
     assert registry == [("loaded", 8)]
 
@@ -143,7 +143,14 @@ def test_broken_encoding_is_rejected_by_line(conn, tmp_path):
     result = load_batch(conn, "crm", folder)
     assert result.rows_loaded == 2
     assert _rejections(conn, "crm") == [
-        ("clients.csv", 3, "K-2", None, "invalid_encoding", "bytes at position 4 are not valid UTF-8")
+        (
+            "clients.csv",
+            3,
+            "K-2",
+            None,
+            "invalid_encoding",
+            "bytes at position 4 are not valid UTF-8",
+        )
     ]
 
 

@@ -1,0 +1,280 @@
+"""Features for person matching: names, initials, transliteration skeletons, dates, contacts.
+
+Everything is vectorised: string work runs once per DISTINCT value (names repeat a lot) and
+is mapped back with pandas, never row by row.
+
+Why a Latin "skeleton": DuckDB's string distances count UTF-8 bytes, not letters, and web and
+partner records often carry Latin transliterations. So every name is transliterated
+(unidecode), lower-cased, and folded so that the usual spellings of one Russian name collapse
+to one key ("Мария", "Mariia", "Maria" -> "mara"; "Дмитрий", "Dmitriy", "Dmitry" -> "dmitri";
+"Хабибуллин", "Khabibullin", "Habibulin" -> "habibulin"). Fuzzy comparisons then run on ASCII.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from unidecode import unidecode
+
+#: input contract (see assets/identity/__init__.py)
+INPUT_COLUMNS = [
+    "source",
+    "source_record_id",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "fio",
+    "birth_date",
+    "phone_e164",
+    "email",
+    "passport_digits",
+    "address",
+    "contract_numbers",
+    "updated_at",
+]
+#: optional extra columns used by other model profiles (e.g. the English benchmark set)
+EXTRA_COLUMNS = ["postcode", "occupation"]
+
+#: columns the splink model reads (produced by `prepare`)
+MODEL_COLUMNS = [
+    "unique_id",
+    "ln",
+    "fn",
+    "mn",
+    "ln_sk",
+    "fn_sk",
+    "mn_sk",
+    "fn_init",
+    "mn_init",
+    "birth_date",
+    "birth_year",
+    "phone",
+    "email",
+    "email_local",
+    "passport",
+    "address_sk",
+    "postcode",
+    "occupation",
+]
+
+# Spelling folds applied in order to the unidecode'd, lower-cased text.
+_SKELETON_RULES: list[tuple[str, str]] = [
+    (r"[^a-z ]", ""),
+    (r"(ii|iy|yi|yy|ij)", "i"),
+    (r"(shch|sch)", "s"),
+    (r"sh", "s"),
+    (r"ch", "c"),
+    (r"zh", "z"),
+    (r"kh", "h"),
+    (r"(ts|tz)", "c"),
+    (r"x", "ks"),
+    (r"(yu|iu|ju)", "u"),
+    (r"(ya|ia|ja)", "a"),
+    (r"(yo|io|jo)", "o"),
+    (r"(ye|ie|je)", "e"),
+    (r"[yj]", "i"),
+    (r"w", "v"),
+    (r"ph", "f"),
+    (r"(.)\1+", r"\1"),
+    (r" +", " "),
+]
+
+_PATRONYMIC = r"(?:вич|вна|ична|инична|ьич|vich|vna|ichna)$"
+
+
+def _distinct_map(values: pd.Series, fn) -> pd.Series:
+    """Apply a Series->Series function once per distinct non-null value, map it back."""
+    uniq = pd.Series(values.dropna().unique(), dtype="object")
+    if uniq.empty:
+        return pd.Series([None] * len(values), index=values.index, dtype="object")
+    out = fn(uniq)
+    lookup = pd.Series(out.to_numpy(), index=uniq.to_numpy())
+    res = values.map(lookup)
+    return res.where(res.notna() & (res != ""), None).astype("object")
+
+
+def normalise_text(values: pd.Series) -> pd.Series:
+    """Lower case, ё->е, dots/dashes to spaces, trimmed; empty -> null."""
+
+    def _norm(s: pd.Series) -> pd.Series:
+        s = s.astype(str).str.lower().str.replace("ё", "е", regex=False)
+        s = s.str.replace(r"[\.\-_,']", " ", regex=True).str.replace(r"\s+", " ", regex=True)
+        return s.str.strip()
+
+    return _distinct_map(values, _norm)
+
+
+def skeleton(values: pd.Series) -> pd.Series:
+    """Latin, lower-case spelling key of a (Cyrillic or Latin) name."""
+
+    def _skel(s: pd.Series) -> pd.Series:
+        s = pd.Series([unidecode(v) for v in s.astype(str)], dtype="object").str.lower()
+        for pat, rep in _SKELETON_RULES:
+            s = s.str.replace(pat, rep, regex=True)
+        return s.str.strip()
+
+    return _distinct_map(values, _skel)
+
+
+def parse_fio(fio: pd.Series) -> pd.DataFrame:
+    """Split free-text helpdesk names into last / first / middle names or initials.
+
+    Handles "иванов и.п.", "ким в.", "и.п. иванов", "иванов иван петрович",
+    "иван петрович иванов" (patronymic in second place) and "иванов иван".
+    Returns columns last_name, first_name, middle_name where a first/middle name that is only
+    an initial is one letter.
+    """
+    norm = normalise_text(fio)
+    tokens = norm.fillna("").str.split(" ", n=5, expand=True)
+    tokens = tokens.reindex(columns=range(6)).fillna("")
+    toks = [tokens[i].astype(str) for i in range(6)]
+    is_init = [t.str.len() == 1 for t in toks]
+    is_full = [t.str.len() > 1 for t in toks]
+    n = len(norm)
+
+    # full tokens in order (up to 3), initials in order (up to 2)
+    full = np.full((n, 3), "", dtype=object)
+    inits = np.full((n, 2), "", dtype=object)
+    nfull = np.zeros(n, dtype=int)
+    ninit = np.zeros(n, dtype=int)
+    for t, f, i in zip(toks, is_full, is_init, strict=True):
+        tv = t.to_numpy(dtype=object)
+        fm = f.to_numpy() & (nfull < 3)
+        full[fm, nfull[fm]] = tv[fm]
+        nfull = nfull + fm
+        im = i.to_numpy() & (ninit < 2)
+        inits[im, ninit[im]] = tv[im]
+        ninit = ninit + im
+
+    f0, f1, f2 = (pd.Series(full[:, k], index=norm.index) for k in range(3))
+    pat1 = f1.str.contains(_PATRONYMIC, regex=True)
+    pat2 = f2.str.contains(_PATRONYMIC, regex=True)
+    nf = pd.Series(nfull, index=norm.index)
+    # "иван петрович иванов": patronymic second, not third
+    first_mid_last = (nf == 3) & pat1 & ~pat2
+    # "иван петрович" (two names, the second a patronymic): no surname
+    first_mid = (nf == 2) & pat1
+
+    last = f0.where(~first_mid_last, f2).where(~first_mid, "")
+    first = f1.where(~first_mid_last & ~first_mid, f0)
+    middle = f2.where(~first_mid_last, f1).where(~first_mid, f1)
+    i0 = pd.Series(inits[:, 0], index=norm.index)
+    i1 = pd.Series(inits[:, 1], index=norm.index)
+    # initials fill whatever name parts are missing: "иванов и.п." / "иванов иван п."
+    no_first = first == ""
+    middle = middle.where(middle != "", i1.where(no_first, i0))
+    first = first.where(~no_first, i0)
+    out = pd.DataFrame({"last_name": last, "first_name": first, "middle_name": middle})
+    return out.replace("", None).astype("object")
+
+
+def record_key(source: pd.Series, source_record_id: pd.Series) -> pd.Series:
+    return source.astype(str) + "|" + source_record_id.astype(str)
+
+
+def record_hash(records: pd.DataFrame) -> pd.Series:
+    """A fingerprint of the matching fields, to detect changed records between runs."""
+    cols = [c for c in INPUT_COLUMNS[2:-1] if c in records.columns and c != "contract_numbers"]
+    joined = records[cols].astype("string").fillna("").agg("\x1f".join, axis=1)
+    if "contract_numbers" in records.columns:
+        joined = (
+            joined
+            + "\x1f"
+            + records["contract_numbers"].map(
+                lambda v: (
+                    ",".join(sorted(map(str, v)))
+                    if isinstance(v, list | tuple | np.ndarray)
+                    else ""
+                )
+            )
+        )
+    return _distinct_map(
+        joined, lambda s: s.map(lambda v: hashlib.md5(v.encode()).hexdigest()[:16])
+    )
+
+
+def prepare(records: pd.DataFrame) -> pd.DataFrame:
+    """Input-contract frame -> the frame the splink model reads (MODEL_COLUMNS + keys)."""
+    df = records.copy()
+    for c in INPUT_COLUMNS + EXTRA_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    df = df.reset_index(drop=True)
+
+    last = normalise_text(df["last_name"])
+    first = normalise_text(df["first_name"])
+    middle = normalise_text(df["middle_name"])
+    has_fio = df["fio"].notna() & last.isna() & first.isna()
+    if has_fio.any():
+        parsed = parse_fio(df.loc[has_fio, "fio"])
+        last = last.where(~has_fio, parsed["last_name"].reindex(df.index))
+        first = first.where(~has_fio, parsed["first_name"].reindex(df.index))
+        middle = middle.where(~has_fio, parsed["middle_name"].reindex(df.index))
+    # names written as one letter ("и") are initials only
+    first_is_init = first.str.len() == 1
+    middle_is_init = middle.str.len() == 1
+
+    out = pd.DataFrame(
+        {
+            "unique_id": record_key(df["source"], df["source_record_id"]),
+            "source": df["source"].astype(str),
+            "source_record_id": df["source_record_id"].astype(str),
+        }
+    )
+    out["ln"] = last
+    out["fn"] = first.where(~first_is_init.fillna(False).astype(bool), None)
+    out["mn"] = middle.where(~middle_is_init.fillna(False).astype(bool), None)
+    out["ln_sk"] = skeleton(last)
+    fn_sk_all = skeleton(first)
+    mn_sk_all = skeleton(middle)
+    out["fn_sk"] = fn_sk_all.where(out["fn"].notna(), None)
+    out["mn_sk"] = mn_sk_all.where(out["mn"].notna(), None)
+    out["fn_init"] = fn_sk_all.str.slice(0, 1)
+    out["mn_init"] = mn_sk_all.str.slice(0, 1)
+
+    bd = pd.to_datetime(df["birth_date"], errors="coerce")
+    out["birth_date"] = bd.dt.strftime("%Y-%m-%d").astype("object").where(bd.notna(), None)
+    out["birth_year"] = bd.dt.year.astype("Int64").astype("object").where(bd.notna(), None)
+
+    phone = df["phone_e164"].astype("string").str.replace(r"[^\d+]", "", regex=True)
+    out["phone"] = phone.where(phone.str.len() >= 8).astype("object")
+    email = df["email"].astype("string").str.strip().str.lower()
+    email = email.where(email.str.contains("@", regex=False, na=False))
+    out["email"] = email.astype("object")
+    out["email_local"] = email.str.split("@", n=1).str[0].astype("object")
+    pas = df["passport_digits"].astype("string").str.replace(r"\D", "", regex=True)
+    out["passport"] = pas.where(pas.str.len() >= 6).astype("object")
+    out["address_sk"] = skeleton(normalise_text(df["address"]))
+    out["postcode"] = normalise_text(df["postcode"])
+    out["occupation"] = normalise_text(df["occupation"])
+    for c in MODEL_COLUMNS:
+        out[c] = out[c].astype("object").where(out[c].notna(), None)
+    return out
+
+
+def contract_links(records: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic links: a record quoting a contract owned by exactly one CRM client.
+
+    Returns unique_id_l (the quoting record), unique_id_r (the CRM owner).
+    """
+    if "contract_numbers" not in records.columns:
+        return pd.DataFrame(columns=["unique_id_l", "unique_id_r"])
+    df = pd.DataFrame(
+        {
+            "uid": record_key(records["source"], records["source_record_id"]),
+            "source": records["source"].astype(str),
+            "contract": records["contract_numbers"],
+        }
+    ).explode("contract")
+    df = df[df["contract"].notna()]
+    df["contract"] = df["contract"].astype(str).str.strip().str.upper()
+    df = df[df["contract"] != ""].drop_duplicates()
+    owners = df[df["source"] == "crm"]
+    n_owners = owners.groupby("contract")["uid"].nunique()
+    sole = owners[owners["contract"].map(n_owners) == 1][["contract", "uid"]]
+    quoting = df[df["source"] != "crm"][["contract", "uid"]]
+    links = quoting.merge(sole, on="contract", suffixes=("_l", "_r"))
+    links = links.rename(columns={"uid_l": "unique_id_l", "uid_r": "unique_id_r"})
+    return links[["unique_id_l", "unique_id_r"]].drop_duplicates().reset_index(drop=True)
