@@ -134,7 +134,7 @@ def generate(
     summary = _generate(target, clients, seed, batches)
     console.print(
         f"wrote feeds for {clients:,} clients to {target} "
-        f"in {summary.get('seconds', 0):.1f} s; truth in {target / 'truth'}"
+        f"in {summary.get('elapsed_seconds', 0):.1f} s; truth in {target / 'truth'}"
     )
 
 

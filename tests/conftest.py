@@ -8,6 +8,8 @@ as it does in production.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +28,21 @@ _EXTERNAL_URL = os.environ.get("CONSENT_DATABASE_URL")
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> Iterator[str]:
-    """Admin URL of the server the tests use; an embedded one is started and stopped here."""
+def server_url() -> Iterator[str]:
+    """Admin URL of the server the tests use; an embedded one is started and stopped here.
+
+    Its data folder is not under pytest's tmp_path: pytest resets that tree to mode 0700 when
+    another session starts, and the server runs as its own system user when tests run as root.
+    """
     if _EXTERNAL_URL:
         yield _EXTERNAL_URL
         return
-    home = tmp_path_factory.mktemp("pg")
+    home = Path(tempfile.mkdtemp(prefix="consent-test-pg-"))
     settings = Settings(home=home, landing_dir=home / "landing", database_url=None)
     url = ensure_embedded_server(settings)
     yield url
     stop_embedded_server(settings)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:

@@ -564,3 +564,14 @@ def test_config_validation() -> None:
         GeneratorConfig(clients=0)
     with pytest.raises(ValueError):
         GeneratorConfig(clients=10, start=date(2024, 1, 1), end=date(2024, 2, 1))
+
+
+def test_refuses_to_overwrite_a_foreign_landing_zone(tmp_path: Path) -> None:
+    (tmp_path / "crm" / "2024-01-01").mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        generate(tmp_path, GeneratorConfig(clients=10))
+    again = tmp_path / "again"
+    calls: list[int] = []
+    generate(again, GeneratorConfig(clients=25, chunk_size=10), progress=calls.append)
+    generate(again, GeneratorConfig(clients=25, chunk_size=10), progress=calls.append)
+    assert calls == [10, 20, 25, 10, 20, 25]

@@ -263,3 +263,44 @@ def test_a_crash_mid_batch_leaves_nothing_and_the_next_run_loads_it(conn, exampl
     monkeypatch.setattr(loader, "_load_csv", original)
     assert load_batch(conn, "crm", batch.path).rows_loaded == 8
     assert _count(conn, "crm_clients") == 3
+
+
+def test_generated_feeds_reconcile_and_only_the_deliberately_bad_rows_are_rejected(
+    conn, tmp_path
+):
+    import csv
+
+    from sources.generator import GeneratorConfig, generate
+
+    landing = tmp_path / "feeds"
+    generate(landing, GeneratorConfig(clients=3000, seed=11, bad_row_rate=0.01))
+    for batch in all_complete_batches(landing):
+        load_batch(conn, batch.source, batch.path)
+
+    # every data line of every file is either a raw row or a rejection
+    for source in SOURCES.values():
+        for spec in source.files:
+            for path in sorted(landing.glob(f"{source.name}/*/{spec.file_name}")):
+                batch_id = path.parent.name
+                lines = path.read_bytes().count(b"\n") - (1 if spec.file_format == "csv" else 0)
+                raw = _count(conn, spec.table, batch_id)
+                rejected = conn.execute(
+                    "select count(*) from consent.dq_rejections "
+                    "where source = %s and batch_id = %s and file_name = %s",
+                    (source.name, batch_id, spec.file_name),
+                ).fetchone()[0]
+                assert lines == raw + rejected, (path, lines, raw, rejected)
+
+    with open(landing / "truth" / "bad_rows.csv", newline="", encoding="utf-8") as handle:
+        expected = {
+            (r["source"], r["batch_id"], r["file_name"], int(r["line_number"]), r["rule"])
+            for r in csv.DictReader(handle)
+            if r["stage"] == "ingest"
+        }
+    got = set(
+        conn.execute(
+            "select source, batch_id, file_name, line_number, rule from consent.dq_rejections"
+        ).fetchall()
+    )
+    assert len(expected) >= 20  # every kind is represented at this rate
+    assert got == expected

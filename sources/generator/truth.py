@@ -126,21 +126,35 @@ class Catalog:
 
         types = {
             r["consent_code"]: ConsentType(
-                r["consent_code"], r["purpose"], r["channel"], r["partner_code"],
+                r["consent_code"],
+                r["purpose"],
+                r["channel"],
+                r["partner_code"],
                 int(r["term_months"]) if r["term_months"] else None,
             )
             for r in rows("consent_types.csv")
         }
         wordings = [
-            Wording(r["consent_code"], r["wording_version"], d(r["effective_from"]),
-                    d(r["effective_to"]), r["text_sha256"])
+            Wording(
+                r["consent_code"],
+                r["wording_version"],
+                d(r["effective_from"]),
+                d(r["effective_to"]),
+                r["text_sha256"],
+            )
             for r in rows("wordings.csv")
         ]
         rules = [
-            MatrixRule(r["rule_id"], r["match_kind"], r["match_value"], r["consent_code"],
-                       r["wording_version"] or None,
-                       int(r["term_months"]) if r["term_months"] else None,
-                       d(r["effective_from"]), d(r["effective_to"]))
+            MatrixRule(
+                r["rule_id"],
+                r["match_kind"],
+                r["match_value"],
+                r["consent_code"],
+                r["wording_version"] or None,
+                int(r["term_months"]) if r["term_months"] else None,
+                d(r["effective_from"]),
+                d(r["effective_to"]),
+            )
             for r in rows("product_matrix.csv")
         ]
         flag_map = {r["flag_code"]: r["consent_code"] for r in rows("crm_flag_map.csv")}
@@ -251,8 +265,15 @@ def _channels(channel: str) -> tuple[str, ...]:
     return CHANNELS if channel == "any" else (channel,)
 
 
-def _grant(cat: Catalog, out: Derived, code: str, start: datetime, end: datetime | None,
-           confirmed: bool, via: str) -> None:
+def _grant(
+    cat: Catalog,
+    out: Derived,
+    code: str,
+    start: datetime,
+    end: datetime | None,
+    confirmed: bool,
+    via: str,
+) -> None:
     ct = cat.types[code]
     if ct.partner_code:  # partner-specific consents are outside purpose/channel questions
         return
@@ -294,8 +315,15 @@ def derive(cat: Catalog, facts: Facts) -> Derived:
             elif cat.wording_in_force(rule.code, d) is None:
                 continue
             term = rule.term_months or cat.types[rule.code].term_months
-            _grant(cat, out, rule.code, c.signed_at, _term_end(c.signed_at, term), True,
-                   f"contract {c.number} rule {rule.rule_id}")
+            _grant(
+                cat,
+                out,
+                rule.code,
+                c.signed_at,
+                _term_end(c.signed_at, term),
+                True,
+                f"contract {c.number} rule {rule.rule_id}",
+            )
     for t in facts.ticks:
         code = cat.flag_map.get(t.flag_code)
         if code is None or code not in cat.types:
@@ -303,8 +331,15 @@ def derive(cat: Catalog, facts: Facts) -> Derived:
         if t.value:
             if cat.wording_in_force(code, t.set_at.date()) is None:
                 continue
-            _grant(cat, out, code, t.set_at, _term_end(t.set_at, cat.types[code].term_months),
-                   True, f"tick {t.flag_code}")
+            _grant(
+                cat,
+                out,
+                code,
+                t.set_at,
+                _term_end(t.set_at, cat.types[code].term_months),
+                True,
+                f"tick {t.flag_code}",
+            )
         else:
             out.revokes.append(Revoke(_pairs_of(cat, code), t.set_at, f"tick {t.flag_code}"))
     for w in facts.web:
@@ -320,8 +355,15 @@ def derive(cat: Catalog, facts: Facts) -> Derived:
             continue
         if w.sha256 is not None and w.sha256 != wd.sha256:
             continue
-        _grant(cat, out, w.code, w.at, _term_end(w.at, cat.types[w.code].term_months),
-               w.confirmation != "none", f"web {w.code}")
+        _grant(
+            cat,
+            out,
+            w.code,
+            w.at,
+            _term_end(w.at, cat.types[w.code].term_months),
+            w.confirmation != "none",
+            f"web {w.code}",
+        )
     for tk in facts.tickets:
         if tk.request_type not in ("revoke_consent", "restrict_processing"):
             continue
@@ -338,10 +380,13 @@ def derive(cat: Catalog, facts: Facts) -> Derived:
             if cat.wording_in_force(p.code, p.obtained_at.date()) is not None:
                 _grant(cat, out, p.code, p.obtained_at, end, True, f"partner {p.partner_code}")
         else:
-            out.revokes.append(Revoke(_pairs_of(cat, p.code), p.obtained_at,
-                                      f"partner {p.partner_code}"))
+            out.revokes.append(
+                Revoke(_pairs_of(cat, p.code), p.obtained_at, f"partner {p.partner_code}")
+            )
         for ch in p.restricted_channels:
-            out.restrictions.append(Restriction(ch, p.obtained_at, end, f"partner {p.partner_code}"))
+            out.restrictions.append(
+                Restriction(ch, p.obtained_at, end, f"partner {p.partner_code}")
+            )
     return out
 
 
@@ -350,9 +395,16 @@ def _pairs_of(cat: Catalog, code: str) -> frozenset[tuple[str, str]]:
     return frozenset((ct.purpose, c) for c in _channels(ct.channel))
 
 
-def status(ev: Derived, purpose: str, channel: str, t: datetime, *,
-           count_unconfirmed: bool = True, restriction_any_purpose: bool = True,
-           revoke_wins_tie: bool = True) -> str:
+def status(
+    ev: Derived,
+    purpose: str,
+    channel: str,
+    t: datetime,
+    *,
+    count_unconfirmed: bool = True,
+    restriction_any_purpose: bool = True,
+    revoke_wins_tie: bool = True,
+) -> str:
     """Status of (purpose, channel) at instant t (DESIGN section 7).
 
     The keyword switches exist only to detect questions whose answer depends on a
@@ -363,8 +415,11 @@ def status(ev: Derived, purpose: str, channel: str, t: datetime, *,
             if r.channel == channel and r.start <= t and (r.end is None or t < r.end):
                 return RESTRICTED
     key = (purpose, channel)
-    grants = [g for g in ev.grants if (g.purpose, g.channel) == key
-              and (count_unconfirmed or g.confirmed) and g.start <= t]
+    grants = [
+        g
+        for g in ev.grants
+        if (g.purpose, g.channel) == key and (count_unconfirmed or g.confirmed) and g.start <= t
+    ]
     revokes = [r.at for r in ev.revokes if key in r.pairs and r.at <= t]
 
     def killed(g: Grant) -> bool:
@@ -391,15 +446,19 @@ def answer(cat: Catalog, facts: Facts, purpose: str, channel: str, t: datetime) 
     return s == GRANTED, s
 
 
-def unambiguous(ev: Derived, purpose: str, channel: str, t: datetime,
-                margin_seconds: int = 120) -> str | None:
+def unambiguous(
+    ev: Derived, purpose: str, channel: str, t: datetime, margin_seconds: int = 120
+) -> str | None:
     """The status, or None when it depends on a semantic choice or on a boundary instant."""
     for x in ev.instants():
         if abs((x - t).total_seconds()) <= margin_seconds:
             return None
     base = status(ev, purpose, channel, t)
-    for kw in ({"count_unconfirmed": False}, {"restriction_any_purpose": False},
-               {"revoke_wins_tie": False}):
+    for kw in (
+        {"count_unconfirmed": False},
+        {"restriction_any_purpose": False},
+        {"revoke_wins_tie": False},
+    ):
         if status(ev, purpose, channel, t, **kw) != base:
             return None
     return base
