@@ -80,6 +80,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--feeds", type=Path, help="existing landing zone (skips generation)")
+    parser.add_argument(
+        "--bad-row-rate",
+        type=float,
+        default=0.0,
+        help="share of deliberately bad rows; plain COPY needs 0 (it stops at the first one)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -89,12 +95,17 @@ def main() -> None:
             from sources.generator import GeneratorConfig, generate
 
             landing = Path(scratch) / "landing"
-            generate(landing, GeneratorConfig(clients=args.clients, seed=args.seed))
+            config = GeneratorConfig(
+                clients=args.clients, seed=args.seed, bad_row_rate=args.bad_row_rate
+            )
+            generate(landing, config)
         size = sum(
             p.stat().st_size for p in landing.rglob("*") if p.is_file() and "truth" not in p.parts
         )
-        with scratch_database() as url:
-            copy_rows, copy_seconds = plain_copy(url, landing)
+        copy_rows, copy_seconds = 0, float("nan")
+        if args.bad_row_rate == 0:
+            with scratch_database() as url:
+                copy_rows, copy_seconds = plain_copy(url, landing)
         with scratch_database() as url:
             read, rejected, seconds, backend_mib = ingestion(url, landing)
     result = {
@@ -102,12 +113,14 @@ def main() -> None:
         "input_mib": round(size / 2**20, 1),
         "plain_copy_rows": copy_rows,
         "plain_copy_seconds": round(copy_seconds, 2),
-        "plain_copy_rows_per_s": round(copy_rows / copy_seconds),
+        "plain_copy_rows_per_s": round(copy_rows / copy_seconds) if copy_rows else None,
         "ingest_rows": read,
         "ingest_rejected": rejected,
         "ingest_seconds": round(seconds, 2),
         "ingest_rows_per_s": round(read / seconds),
-        "ratio_to_plain_copy": round((read / seconds) / (copy_rows / copy_seconds), 3),
+        "ratio_to_plain_copy": (
+            round((read / seconds) / (copy_rows / copy_seconds), 3) if copy_rows else None
+        ),
         "peak_rss_mib_loader": round(peak_rss_mib(), 1),
         "peak_rss_mib_pg_backend": round(backend_mib, 1) if backend_mib else None,
     }

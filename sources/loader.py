@@ -16,13 +16,12 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
 from sources import SOURCES, web
 from sources.readers import BatchFileError, LineProblem, iter_chunks, parse_csv_chunk, read_header
-from sources.schema import RAW_SCHEMA, reset_partition
+from sources.schema import RAW_SCHEMA, reset_partition, restart_line_counter
 from sources.spec import FileSpec, Rule, SourceSpec
 from sources.validation import reject_failing_rows
 
@@ -216,10 +215,6 @@ def _copy_arrow(conn: psycopg.Connection, target: sql.Identifier, table: pa.Tabl
             copy.write(view[start : start + step])
 
 
-def _constant(value: str, rows: int) -> pa.Array:
-    return pc.fill_null(pa.nulls(rows, pa.string()), value)
-
-
 def _load_csv(
     conn: psycopg.Connection,
     source: SourceSpec,
@@ -244,22 +239,86 @@ def _load_csv(
             f"{source.name} batch {batch_id}: {path} line 1: header does not match the contract"
             f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})"
         )
+    if _copy_clean_file(conn, path, header, partition):
+        result.rows_read = _count(conn, partition)
+        if on_progress:
+            on_progress(path.stat().st_size)
+    else:
+        result.rows_read = _load_csv_in_chunks(
+            conn, source, spec, path, batch_id, partition, header, on_progress
+        )
+    conn.execute(reject_failing_rows(partition, spec, source.name, batch_id))
+    result.rows_loaded = _count(conn, partition)
+    result.rows_rejected = result.rows_read - result.rows_loaded
+    return result
+
+
+def _copy_clean_file(
+    conn: psycopg.Connection, path: Path, header: list[str], partition: sql.Identifier
+) -> bool:
+    """Fast path: COPY the file verbatim; False (and nothing written) if it is not clean.
+
+    Clean means PostgreSQL reads it as CSV (right field count, UTF-8) and every record is one
+    physical line, so the partition's line counter numbers rows exactly. Anything else goes
+    through the chunked path, which isolates each bad line.
+    """
+    physical_lines = _count_lines(path)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in header)
+    restart_line_counter(conn, partition, 2)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with (
+                cur.copy(
+                    sql.SQL("copy {} ({}) from stdin (format csv, header true)").format(
+                        partition, columns
+                    )
+                ) as copy,
+                open(path, "rb") as handle,
+            ):
+                while block := handle.read(8 << 20):
+                    copy.write(block)
+            if cur.rowcount != physical_lines - 1:
+                raise _NotClean
+    except (_NotClean, psycopg.errors.DataError, psycopg.errors.BadCopyFileFormat):
+        return False
+    return True
+
+
+class _NotClean(Exception):
+    pass
+
+
+def _count_lines(path: Path) -> int:
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (0 if last == b"\n" else 1)
+
+
+def _load_csv_in_chunks(
+    conn: psycopg.Connection,
+    source: SourceSpec,
+    spec: FileSpec,
+    path: Path,
+    batch_id: str,
+    partition: sql.Identifier,
+    header: list[str],
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    rows_read = 0
     for chunk in iter_chunks(path, first_line=2):
         table = parse_csv_chunk(chunk, header)
         _record_problems(
             conn, source.name, batch_id, spec.file_name, chunk.problems, _first_csv_field
         )
-        result.rows_read += table.num_rows + len(chunk.problems)
-        rows = table.num_rows
-        table = table.append_column("_batch_id", _constant(batch_id, rows))
-        table = table.append_column("_file_name", _constant(spec.file_name, rows))
+        rows_read += table.num_rows + len(chunk.problems)
         _copy_arrow(conn, partition, table)
         if on_progress:
             on_progress(len(chunk.data))
-    conn.execute(reject_failing_rows(partition, spec, source.name, batch_id))
-    result.rows_loaded = _count(conn, partition)
-    result.rows_rejected = result.rows_read - result.rows_loaded
-    return result
+    return rows_read
 
 
 def _count(conn: psycopg.Connection, table: sql.Identifier) -> int:
@@ -267,7 +326,10 @@ def _count(conn: psycopg.Connection, table: sql.Identifier) -> int:
 
 
 def _json_path(path: tuple[str, ...]) -> sql.Composable:
-    return sql.SQL("j #>> {}").format(sql.Literal("{" + ",".join(path) + "}"))
+    """`j -> 'a' ->> 'b'`: arrow operators, cheaper than #>> paths on every line."""
+    *parents, leaf = path
+    steps = [sql.SQL(" -> {}").format(sql.Literal(p)) for p in parents]
+    return sql.SQL("j{} ->> {}").format(sql.Composed(steps), sql.Literal(leaf))
 
 
 def _load_web_events(
@@ -306,47 +368,63 @@ def _load_web_events(
         conn.execute("delete from web_lines where line_number = any(%s)", (dropped,))
     result.rows_read = _count(conn, sql.Identifier("web_lines")) + len(dropped)
 
-    # lines that are not a JSON object
+    events = partitions[web.EVENTS.table]
+    consents = partitions[web.EVENT_CONSENTS.table]
+    event_columns = list(web.EVENT_PATHS)
+    insert_events = sql.SQL(
+        "insert into {events} ({cols}, _batch_id, _file_name, _line_number, _payload) "
+        # `offset 0` keeps the subquery from being inlined: otherwise every reference to `j`
+        # re-parses the line
+        "select {values}, {batch}, {file}, line_number, j from ({parsed} offset 0) as l "
+        "where jsonb_typeof(j) = 'object'"
+    )
+    fields = dict(
+        events=events,
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in event_columns),
+        values=sql.SQL(", ").join(_json_path(web.EVENT_PATHS[c]) for c in event_columns),
+        batch=sql.Literal(batch_id),
+        file=sql.Literal(spec.file_name),
+    )
+    try:
+        # fast path: every line parses, so each is parsed exactly once
+        with conn.transaction():
+            conn.execute(
+                insert_events.format(
+                    parsed=sql.SQL("select line_number, line::jsonb as j from web_lines"),
+                    **fields,
+                )
+            )
+    except psycopg.errors.DataError:
+        conn.execute(
+            insert_events.format(
+                parsed=sql.SQL(
+                    "select line_number, line::jsonb as j from web_lines "
+                    "where pg_input_is_valid(coalesce(line, ''), 'jsonb')"
+                ),
+                **fields,
+            )
+        )
+    # lines that did not become an event: not JSON, not an object, or blank
     conn.execute(
         sql.SQL(
             """
             insert into consent.dq_rejections
                 (source, batch_id, file_name, line_number, record_id, field, rule, severity,
                  reason, stage, raw_record)
-            select 'web', {batch}, {file}, line_number, null, null, {rule}, 'reject',
-                   case when coalesce(btrim(line), '') = '' then 'blank line'
-                        when pg_input_is_valid(line, 'jsonb') then 'line is JSON but not an object'
+            select 'web', {batch}, {file}, l.line_number, null, null, {rule}, 'reject',
+                   case when coalesce(btrim(l.line), '') = '' then 'blank line'
+                        when pg_input_is_valid(l.line, 'jsonb')
+                            then 'line is JSON but not an object'
                         else 'line is not valid JSON' end,
-                   'ingest', jsonb_build_object('line', line)
-            from web_lines
-            where case when pg_input_is_valid(coalesce(line, ''), 'jsonb')
-                       then jsonb_typeof(line::jsonb) <> 'object' else true end
+                   'ingest', jsonb_build_object('line', l.line)
+            from web_lines as l
+            where not exists (select 1 from {events} e where e._line_number = l.line_number)
             """
         ).format(
             batch=sql.Literal(batch_id),
             file=sql.Literal(spec.file_name),
             rule=sql.Literal(Rule.INVALID_JSON.value),
-        )
-    )
-    events = partitions[web.EVENTS.table]
-    consents = partitions[web.EVENT_CONSENTS.table]
-    valid_lines = sql.SQL(
-        "select line_number, line::jsonb as j from web_lines "
-        "where case when pg_input_is_valid(coalesce(line, ''), 'jsonb') "
-        "then jsonb_typeof(line::jsonb) = 'object' else false end"
-    )
-    event_columns = list(web.EVENT_PATHS)
-    conn.execute(
-        sql.SQL(
-            "insert into {events} ({cols}, _batch_id, _file_name, _line_number, _payload) "
-            "select {values}, {batch}, {file}, line_number, j from ({valid}) as l"
-        ).format(
             events=events,
-            cols=sql.SQL(", ").join(sql.Identifier(c) for c in event_columns),
-            values=sql.SQL(", ").join(_json_path(web.EVENT_PATHS[c]) for c in event_columns),
-            batch=sql.Literal(batch_id),
-            file=sql.Literal(spec.file_name),
-            valid=valid_lines,
         )
     )
     # a `consents` member that is not an array makes the whole line doubtful

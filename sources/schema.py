@@ -77,7 +77,7 @@ create table if not exists raw.phone_numbers (
 def partition_name(table: str, batch_id: str) -> str:
     """A readable partition name that stays within PostgreSQL's 63-byte identifier limit."""
     name = f"{table}__{batch_id}"
-    if len(name.encode()) <= 63:
+    if len(name.encode()) <= 57:  # room for the line counter's "__line" suffix
         return name
     digest = hashlib.sha1(batch_id.encode()).hexdigest()[:12]
     return f"{table}__{digest}"
@@ -117,9 +117,14 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 
 def reset_partition(conn: psycopg.Connection, spec: FileSpec, batch_id: str) -> sql.Identifier:
-    """Give the batch an empty partition of its own (created, or truncated on a re-load)."""
+    """Give the batch an empty partition of its own (created, or truncated on a re-load).
+
+    The partition's lineage columns default to its batch, its file and a line counter, so a
+    clean file can be COPY-ed into it verbatim, as fast as PostgreSQL reads CSV.
+    """
     name = partition_name(spec.table, batch_id)
     ident = sql.Identifier(RAW_SCHEMA, name)
+    sequence = sql.Identifier(RAW_SCHEMA, _bounded(f"{name}__line"))
     exists = conn.execute("select to_regclass(%s)", (f'{RAW_SCHEMA}."{name}"',)).fetchone()[0]
     if exists:
         conn.execute(sql.SQL("truncate {}").format(ident))
@@ -129,4 +134,37 @@ def reset_partition(conn: psycopg.Connection, spec: FileSpec, batch_id: str) -> 
                 ident, sql.Identifier(RAW_SCHEMA, spec.table), sql.Literal(batch_id)
             )
         )
+        conn.execute(
+            sql.SQL("create sequence {} owned by {}.{}._line_number").format(
+                sequence, sql.Identifier(RAW_SCHEMA), sql.Identifier(name)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "alter table {} alter column _batch_id set default {}, "
+                "alter column _file_name set default {}, "
+                "alter column _line_number set default nextval({})"
+            ).format(
+                ident,
+                sql.Literal(batch_id),
+                sql.Literal(spec.file_name),
+                sql.Literal(f'{RAW_SCHEMA}."{_bounded(f"{name}__line")}"'),
+            )
+        )
     return ident
+
+
+def restart_line_counter(conn: psycopg.Connection, partition: sql.Identifier, first: int) -> None:
+    """The next row COPY-ed into the partition without a line number gets `first`."""
+    name = partition.as_string(conn).split(".", 1)[1].strip('"')
+    conn.execute(
+        sql.SQL("alter sequence {} restart with {}").format(
+            sql.Identifier(RAW_SCHEMA, _bounded(f"{name}__line")), sql.Literal(first)
+        )
+    )
+
+
+def _bounded(name: str) -> str:
+    if len(name.encode()) <= 63:
+        return name
+    return name[:50] + hashlib.sha1(name.encode()).hexdigest()[:12]
