@@ -7,6 +7,7 @@ as it does in production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -53,19 +54,27 @@ def _with_database(url: str, name: str) -> str:
     return make_conninfo(**params)
 
 
-@pytest.fixture
-def database_url(server_url, monkeypatch, tmp_path) -> Iterator[str]:
-    """A brand-new database for this test; CONSENT_HOME and CONSENT_DATABASE_URL point at it."""
+@contextlib.contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """Create a database of its own on the test server; drop it afterwards."""
     name = f"cc_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'create database "{name}"')
         admin.execute(f"alter database \"{name}\" set timezone to 'Europe/Moscow'")
-    url = _with_database(server_url, name)
-    monkeypatch.setenv("CONSENT_DATABASE_URL", url)
-    monkeypatch.setenv("CONSENT_HOME", str(tmp_path / "home"))
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'drop database if exists "{name}" with (force)')
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def database_url(server_url, monkeypatch, tmp_path) -> Iterator[str]:
+    """A brand-new database for this test; CONSENT_HOME and CONSENT_DATABASE_URL point at it."""
+    with fresh_database(server_url) as url:
+        monkeypatch.setenv("CONSENT_DATABASE_URL", url)
+        monkeypatch.setenv("CONSENT_HOME", str(tmp_path / "home"))
+        yield url
 
 
 @pytest.fixture
