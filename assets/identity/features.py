@@ -12,8 +12,6 @@ to one key ("Мария", "Mariia", "Maria" -> "mara"; "Дмитрий", "Dmitri
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 from unidecode import unidecode
@@ -106,11 +104,30 @@ def normalise_text(values: pd.Series) -> pd.Series:
     return _distinct_map(values, _norm)
 
 
+# Russian letters as unidecode writes them (the spelling web users type), applied in C
+_RU_LATIN = str.maketrans(
+    {
+        **dict(zip("абвгдеёзийклмнопрстуфыэ", "abvgdeeziiklmnoprstufye", strict=True)),
+        "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+        "ъ": "", "ь": "", "ю": "iu", "я": "ia",
+    }
+)  # fmt: skip
+
+
+def to_latin(values: pd.Series) -> pd.Series:
+    """Lower-case Latin transliteration; unidecode only for what the Russian table left."""
+    s = values.astype(str).str.lower().str.translate(_RU_LATIN)
+    rest = ~s.str.match(r"^[\x00-\x7f]*$")
+    if rest.any():
+        s[rest] = [unidecode(v).lower() for v in s[rest]]
+    return s
+
+
 def skeleton(values: pd.Series) -> pd.Series:
     """Latin, lower-case spelling key of a (Cyrillic or Latin) name."""
 
     def _skel(s: pd.Series) -> pd.Series:
-        s = pd.Series([unidecode(v) for v in s.astype(str)], dtype="object").str.lower()
+        s = to_latin(s)
         for pat, rep in _SKELETON_RULES:
             s = s.str.replace(pat, rep, regex=True)
         return s.str.strip()
@@ -170,34 +187,29 @@ def parse_fio(fio: pd.Series) -> pd.DataFrame:
     return out.replace("", None).astype("object")
 
 
+def features_duplicated(df: pd.DataFrame) -> bool:
+    return bool(df.duplicated(["source", "source_record_id"]).any())
+
+
 def record_key(source: pd.Series, source_record_id: pd.Series) -> pd.Series:
     return source.astype(str) + "|" + source_record_id.astype(str)
 
 
 def record_hash(records: pd.DataFrame) -> pd.Series:
-    """A fingerprint of the matching fields, to detect changed records between runs."""
-    cols = [c for c in INPUT_COLUMNS[2:-1] if c in records.columns and c != "contract_numbers"]
-    joined = records[cols].astype("string").fillna("").agg("\x1f".join, axis=1)
-    if "contract_numbers" in records.columns:
-        joined = (
-            joined
-            + "\x1f"
-            + records["contract_numbers"].map(
-                lambda v: (
-                    ",".join(sorted(map(str, v)))
-                    if isinstance(v, list | tuple | np.ndarray)
-                    else ""
-                )
-            )
-        )
-    return _distinct_map(
-        joined, lambda s: s.map(lambda v: hashlib.md5(v.encode()).hexdigest()[:16])
-    )
+    """A fingerprint (16 hex digits) of the matching fields, to detect changed records."""
+    cols = [c for c in INPUT_COLUMNS[2:-1] + EXTRA_COLUMNS if c in records.columns]
+    frame = records[cols].astype("string").fillna("\x00")
+    h = pd.util.hash_pandas_object(frame, index=False, categorize=True)
+    return pd.Series([f"{v:016x}" for v in h.to_numpy()], index=records.index, dtype="object")
 
 
 def prepare(records: pd.DataFrame) -> pd.DataFrame:
     """Input-contract frame -> the frame the splink model reads (MODEL_COLUMNS + keys)."""
     df = records.copy()
+    if df["source"].isna().any() or df["source_record_id"].isna().any():
+        raise ValueError("source and source_record_id must not be null")
+    if features_duplicated(df):
+        raise ValueError("(source, source_record_id) must be unique")
     for c in INPUT_COLUMNS + EXTRA_COLUMNS:
         if c not in df.columns:
             df[c] = None
@@ -246,7 +258,9 @@ def prepare(records: pd.DataFrame) -> pd.DataFrame:
     out["email_local"] = email.str.split("@", n=1).str[0].astype("object")
     pas = df["passport_digits"].astype("string").str.replace(r"\D", "", regex=True)
     out["passport"] = pas.where(pas.str.len() >= 6).astype("object")
-    out["address_sk"] = skeleton(normalise_text(df["address"]))
+    # addresses stay Cyrillic (only normalised): transliterating millions of distinct
+    # addresses costs more than the byte-based distance loses
+    out["address_sk"] = normalise_text(df["address"])
     out["postcode"] = normalise_text(df["postcode"])
     out["occupation"] = normalise_text(df["occupation"])
     for c in MODEL_COLUMNS:

@@ -1,0 +1,180 @@
+"""resolve(): records -> golden clients (xref), ambiguous pairs, timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import clusters, features, predict
+from .training import DEFAULT_MODEL_PATH, load_model
+
+#: (lower, upper): pairs >= upper merge; lower <= p < upper go to review as ambiguous_identity
+DEFAULT_THRESHOLDS = (0.5, 0.99)
+
+XREF_COLUMNS = ["source", "source_record_id", "client_id", "match_probability", "record_hash"]
+AMBIGUOUS_COLUMNS = [
+    "source_l",
+    "source_record_id_l",
+    "client_id_l",
+    "source_r",
+    "source_record_id_r",
+    "client_id_r",
+    "match_probability",
+    "same_client",
+]
+
+
+@dataclass
+class Resolution:
+    xref: pd.DataFrame  # source, source_record_id, client_id, match_probability, record_hash
+    ambiguous: pd.DataFrame  # AMBIGUOUS_COLUMNS: pairs between the thresholds, for review
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    linker: object | None = None  # splink Linker, for write_charts
+    predictions: list = field(default_factory=list)  # splink predictions, for write_charts
+    prepared: pd.DataFrame | None = None
+
+
+def _split_key(uid: pd.Series) -> pd.DataFrame:
+    parts = uid.astype("object").str.extract(r"^([^|]*)\|(.*)$")
+    return pd.DataFrame(
+        {
+            "source": parts[0].to_numpy(dtype=object),
+            "source_record_id": parts[1].to_numpy(dtype=object),
+        }
+    )
+
+
+def resolve(
+    records: pd.DataFrame,
+    model_path: Path | str = DEFAULT_MODEL_PATH,
+    existing: pd.DataFrame | None = None,
+    thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
+    *,
+    incremental: bool = True,
+    threads: int = 2,
+    keep_linker: bool = False,
+) -> Resolution:
+    """Resolve person records (input contract, see package docstring) into golden clients.
+
+    existing: the previous xref (source, source_record_id, client_id[, record_hash,
+    match_probability]). With `incremental=True` only records that are new (absent from
+    `existing`) or changed (record_hash differs, when `existing` carries one) are scored,
+    against each other and against all other records; unchanged records keep their client
+    unless a new record bridges two clients (then they merge under the surviving id, see
+    clusters.assign_client_ids). With `incremental=False` everything is re-clustered and
+    `existing` is used only to keep ids stable.
+    """
+    lower, upper = thresholds
+    if not 0 < lower <= upper <= 1:
+        raise ValueError("thresholds must satisfy 0 < lower <= upper <= 1")
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    records = records.reset_index(drop=True)
+    prepared = features.prepare(records)
+    rhash = features.record_hash(records)
+    t["features_s"] = time.perf_counter() - t0
+
+    previous = None
+    new_mask = None
+    if existing is not None and len(existing):
+        prev = existing.copy()
+        prev["unique_id"] = features.record_key(prev["source"], prev["source_record_id"])
+        previous = prev[["unique_id", "client_id"]]
+        if incremental:
+            known = prepared["unique_id"].isin(prev["unique_id"])
+            if "record_hash" in prev.columns:
+                old_hash = prepared["unique_id"].map(prev.set_index("unique_id")["record_hash"])
+                known &= old_hash.eq(rhash).fillna(False).astype(bool)
+            new_mask = ~known
+            # a changed record's old client counts less than its unchanged records' clients
+            previous = previous.assign(
+                weight=previous["unique_id"].isin(prepared.loc[known, "unique_id"]) * 0.5 + 0.5
+            )
+
+    t1 = time.perf_counter()
+    model = load_model(model_path)
+    if keep_linker:
+        model["retain_intermediate_calculation_columns"] = True
+    scored = predict.score(prepared, model, new_mask=new_mask, threshold=lower, threads=threads)
+    edges = scored.edges
+    t["predict_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    det = features.contract_links(records)
+    if new_mask is not None:
+        new_ids = set(prepared.loc[new_mask, "unique_id"])
+        det = det[det["unique_id_l"].isin(new_ids) | det["unique_id_r"].isin(new_ids)]
+    det = det.assign(match_probability=1.0)
+    strong = edges.loc[edges["match_probability"] >= upper, predict.EDGE_COLUMNS]
+    graph = [strong, det]
+    if new_mask is not None:
+        # unchanged records stay together with their previous client: a star per client
+        old = prepared.loc[~new_mask, ["unique_id"]].merge(
+            previous[["unique_id", "client_id"]], on="unique_id"
+        )
+        hub = old.groupby("client_id")["unique_id"].transform("min")
+        graph.append(pd.DataFrame({"unique_id_l": old["unique_id"], "unique_id_r": hub}))
+    graph_edges = pd.concat(graph, ignore_index=True)
+    labels = clusters.components(prepared["unique_id"], graph_edges)
+    cl = pd.DataFrame({"unique_id": prepared["unique_id"], "cluster": labels.to_numpy()})
+    cl["client_id"] = clusters.assign_client_ids(cl, previous).to_numpy()
+    t["cluster_s"] = time.perf_counter() - t2
+
+    # match probability of a record: its best link inside its client
+    cid = cl.set_index("unique_id")["client_id"]
+    links = pd.concat([strong, det], ignore_index=True)
+    links = links[
+        links["unique_id_l"].map(cid).to_numpy() == links["unique_id_r"].map(cid).to_numpy()
+    ]
+    best = (
+        pd.concat(
+            [
+                links[["unique_id_l", "match_probability"]].set_axis(["unique_id", "p"], axis=1),
+                links[["unique_id_r", "match_probability"]].set_axis(["unique_id", "p"], axis=1),
+            ]
+        )
+        .groupby("unique_id")["p"]
+        .max()
+    )
+    prob = cl["unique_id"].map(best)
+    if new_mask is not None and "match_probability" in existing.columns:
+        prev_p = prev.set_index("unique_id")["match_probability"]
+        prob = prob.fillna(cl["unique_id"].map(prev_p))
+    xref = pd.concat([_split_key(cl["unique_id"]), cl[["client_id"]]], axis=1)
+    xref["match_probability"] = prob.fillna(1.0).astype(float).to_numpy()
+    xref["record_hash"] = rhash.to_numpy()
+    xref = xref.sort_values(["source", "source_record_id"], ignore_index=True)
+
+    band = edges[(edges["match_probability"] >= lower) & (edges["match_probability"] < upper)]
+    l_key = _split_key(band["unique_id_l"]).add_suffix("_l")
+    r_key = _split_key(band["unique_id_r"]).add_suffix("_r")
+    ambiguous = pd.concat([l_key, r_key], axis=1)
+    ambiguous["client_id_l"] = band["unique_id_l"].map(cid).to_numpy()
+    ambiguous["client_id_r"] = band["unique_id_r"].map(cid).to_numpy()
+    ambiguous["match_probability"] = band["match_probability"].to_numpy()
+    ambiguous["same_client"] = ambiguous["client_id_l"] == ambiguous["client_id_r"]
+    ambiguous = ambiguous.reindex(columns=AMBIGUOUS_COLUMNS).reset_index(drop=True)
+    t["total_s"] = time.perf_counter() - t0
+
+    stats = {
+        "records": len(prepared),
+        "scored_records": int(new_mask.sum()) if new_mask is not None else len(prepared),
+        "scored_pairs": len(edges),
+        "merge_edges": len(strong),
+        "contract_links": len(det),
+        "clients": int(xref["client_id"].nunique()),
+        "ambiguous_pairs": len(ambiguous),
+    }
+    return Resolution(
+        xref=xref[XREF_COLUMNS],
+        ambiguous=ambiguous,
+        timings=t,
+        stats=stats,
+        linker=scored.linker if keep_linker else None,
+        predictions=scored.predictions if keep_linker else [],
+        prepared=prepared.assign(client_id=cl["client_id"].to_numpy()) if keep_linker else None,
+    )

@@ -1,0 +1,99 @@
+"""Training on unlabelled data: prior from deterministic rules, u by random sampling, m by EM.
+
+Run separately from scheduled resolution (splink's production advice): the trained model is
+saved as a JSON artefact (assets/identity/models/person_model.json) and reused by `resolve`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+from splink import Linker
+
+from . import features
+from . import settings as model_settings
+from .predict import make_db_api
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "person_model.json"
+
+
+def make_linker(prepared: pd.DataFrame, model) -> Linker:
+    """A DuckDB-backed linker over a prepared frame (in-process DuckDB)."""
+    db_api = make_db_api()
+    sdf = db_api.register(prepared, table_name="person_records")
+    return Linker(sdf, model)
+
+
+def train(
+    records: pd.DataFrame,
+    out_path: Path | str = DEFAULT_MODEL_PATH,
+    *,
+    profile: str = "ru",
+    u_max_pairs: float = 2e6,
+    em_max_pairs: float | None = 2e6,
+    prior_recall: float = 0.8,
+    seed: int = 42,
+    m_floor: float = 0.005,
+) -> dict:
+    """Train the person model on unlabelled `records` (input contract) and save it as JSON.
+
+    Returns the saved model dictionary. The file is plain splink settings JSON, loadable with
+    `Linker(table, path)`; what it was trained on is logged, not stored.
+    """
+    prepared = features.prepare(records)
+    present = {c for c in prepared.columns if prepared[c].notna().any()}
+    linker = make_linker(prepared, model_settings.settings(profile, present))
+    linker.training.estimate_probability_two_random_records_match(
+        model_settings.prior_rules(profile), recall=prior_recall
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
+    for rule in model_settings.em_rules(profile):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True, max_pairs=em_max_pairs
+            )
+        except Exception as exc:  # a rule with no pairs in this data set: skip it
+            log.warning("EM session skipped: %s", exc)
+    model = regularise(linker.misc.save_model_to_json(), m_floor=m_floor)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(model, indent=2, ensure_ascii=False), encoding="utf-8")
+    log.info("person model (%s, %d records) saved to %s", profile, len(prepared), out)
+    return model
+
+
+def regularise(model: dict, m_floor: float = 0.005) -> dict:
+    """Fill untrained u values, floor every non-null level's m probability, renormalise.
+
+    EM on blocked pairs can drive m to 0 for a level rarely seen among matches (a different
+    address, a different passport), which gives a weight of -60 bits that no other evidence
+    can outweigh; a moved or re-documented client must still be matchable.
+    """
+    for comparison in model.get("comparisons", []):
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        # a level never seen in the random sample: ten times as common as the level above it
+        previous_u = None
+        for lv in levels:
+            if lv.get("u_probability") is None and previous_u is not None:
+                lv["u_probability"] = min(previous_u * 10, 0.5)
+            previous_u = lv.get("u_probability") or previous_u
+        free = [lv for lv in levels if not lv.get("fix_m_probability")]
+        for lv in free:
+            lv["m_probability"] = max(float(lv.get("m_probability") or m_floor), m_floor)
+        fixed_total = sum(lv["m_probability"] for lv in levels if lv.get("fix_m_probability"))
+        total = sum(lv["m_probability"] for lv in free)
+        for lv in free:
+            lv["m_probability"] = lv["m_probability"] / total * (1 - fixed_total)
+    return model
+
+
+def load_model(model_path: Path | str) -> dict:
+    """The model dictionary without our own metadata (splink rejects unknown keys)."""
+    model = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    model.pop("consent_center", None)
+    return model

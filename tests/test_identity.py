@@ -1,0 +1,376 @@
+"""Identity resolution stories (issue 4, item 8) on small hand-built Russian frames.
+
+The versioned model artefact (assets/identity/models/person_model.json) is used as is: these
+tests check the engine and the artefact together, as a scheduled run would.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from assets.identity import DEFAULT_MODEL_PATH, golden_fields, pairwise_scores, resolve
+from assets.identity.features import parse_fio, prepare, skeleton
+
+COLUMNS = [
+    "source",
+    "source_record_id",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "fio",
+    "birth_date",
+    "phone_e164",
+    "email",
+    "passport_digits",
+    "address",
+    "contract_numbers",
+    "updated_at",
+]
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    df["contract_numbers"] = df["contract_numbers"].map(lambda v: v if isinstance(v, list) else [])
+    df["updated_at"] = pd.to_datetime(df["updated_at"], utc=True)
+    return df
+
+
+def base_people() -> list[dict]:
+    """The two people of ../shared/examples plus background clients and namesakes."""
+    return [
+        # Maria Sokolova: two CRM records (capitals, no middle name) and a Latin web account
+        dict(
+            source="crm",
+            source_record_id="K-1",
+            last_name="соколова",
+            first_name="мария",
+            middle_name="андреевна",
+            birth_date=date(1990, 5, 14),
+            phone_e164="+79035551234",
+            email="m.sokolova@example.ru",
+            passport_digits="4510123456",
+            address="г. москва, ул. ленина, д. 1",
+            contract_numbers=["CARD-2023-0001"],
+            updated_at="2023-03-10T14:20:00Z",
+        ),
+        dict(
+            source="crm",
+            source_record_id="K-3",
+            last_name="соколова",
+            first_name="мария",
+            birth_date=date(1990, 5, 14),
+            email="m.sokolova@example.ru",
+            contract_numbers=["DEP-2020-0042"],
+            updated_at="2020-07-01T10:00:00Z",
+        ),
+        dict(
+            source="web",
+            source_record_id="ACC-501",
+            last_name="sokolova",
+            first_name="maria",
+            birth_date=date(1990, 5, 14),
+            phone_e164="+79035551234",
+            updated_at="2024-06-01T09:00:00Z",
+        ),
+        # Viktor Kim: CRM, a helpdesk letter "Ким В." quoting his contract, a partner record
+        dict(
+            source="crm",
+            source_record_id="K-2",
+            last_name="ким",
+            first_name="виктор",
+            middle_name="сергеевич",
+            birth_date=date(1985, 11, 2),
+            phone_e164="+79161234567",
+            email="kim.v@example.ru",
+            passport_digits="4611654321",
+            contract_numbers=["KR-2024-0007"],
+            updated_at="2024-02-15T11:05:00Z",
+        ),
+        dict(
+            source="helpdesk",
+            source_record_id="HD-10",
+            fio="ким в.",
+            contract_numbers=["KR-2024-0007"],
+            updated_at="2024-06-03T10:42:00Z",
+        ),
+        dict(
+            source="partner",
+            source_record_id="BETA:B-77",
+            last_name="kim",
+            first_name="viktor",
+            birth_date=date(1985, 11, 2),
+            phone_e164="+79161234567",
+            updated_at="2024-01-20T12:00:00Z",
+        ),
+        # namesakes: same full name, different birth dates and phones
+        dict(
+            source="crm",
+            source_record_id="K-100",
+            last_name="иванов",
+            first_name="иван",
+            middle_name="иванович",
+            birth_date=date(1970, 1, 15),
+            phone_e164="+79010000001",
+            email="ivanov70@example.ru",
+            updated_at="2022-01-01T00:00:00Z",
+        ),
+        dict(
+            source="crm",
+            source_record_id="K-101",
+            last_name="иванов",
+            first_name="иван",
+            middle_name="иванович",
+            birth_date=date(1988, 8, 23),
+            phone_e164="+79020000002",
+            email="ivanov88@example.ru",
+            updated_at="2022-01-01T00:00:00Z",
+        ),
+        dict(
+            source="web",
+            source_record_id="ACC-900",
+            last_name="иванов",
+            first_name="иван",
+            middle_name="иванович",
+            birth_date=date(1995, 3, 9),
+            phone_e164="+79030000003",
+            updated_at="2022-01-01T00:00:00Z",
+        ),
+        # transliterated and initial-only names of one person (Пётр Хабибуллин)
+        dict(
+            source="crm",
+            source_record_id="K-200",
+            last_name="хабибуллин",
+            first_name="петр",
+            middle_name="ильич",
+            birth_date=date(1979, 4, 30),
+            phone_e164="+79260000200",
+            email="habib@example.ru",
+            updated_at="2021-05-05T00:00:00Z",
+        ),
+        dict(
+            source="web",
+            source_record_id="ACC-200",
+            last_name="khabibullin",
+            first_name="pyotr",
+            middle_name="ilich",
+            birth_date=date(1979, 4, 30),
+            email="habib@example.ru",
+            updated_at="2023-05-05T00:00:00Z",
+        ),
+        dict(
+            source="helpdesk",
+            source_record_id="HD-200",
+            fio="хабибуллин п.и.",
+            birth_date=date(1979, 4, 30),
+            phone_e164="+79260000200",
+            updated_at="2024-05-05T00:00:00Z",
+        ),
+        # swapped name parts and a day/month swap of the birth date
+        dict(
+            source="crm",
+            source_record_id="K-300",
+            last_name="орлова",
+            first_name="дарья",
+            middle_name="олеговна",
+            birth_date=date(1992, 3, 7),
+            phone_e164="+79270000300",
+            updated_at="2021-05-05T00:00:00Z",
+        ),
+        dict(
+            source="partner",
+            source_record_id="GAMMA:G-300",
+            last_name="дарья",
+            first_name="орлова",
+            middle_name="олеговна",
+            birth_date=date(1992, 7, 3),
+            phone_e164="+79270000300",
+            updated_at="2022-05-05T00:00:00Z",
+        ),
+    ]
+
+
+def client_of(xref: pd.DataFrame, source: str, record: str) -> str:
+    row = xref[(xref["source"] == source) & (xref["source_record_id"] == record)]
+    assert len(row) == 1
+    return row["client_id"].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    records = frame(base_people())
+    return records, resolve(records, DEFAULT_MODEL_PATH)
+
+
+def test_every_record_maps_to_exactly_one_client(first_run):
+    records, res = first_run
+    assert len(res.xref) == len(records)
+    assert not res.xref.duplicated(["source", "source_record_id"]).any()
+    assert res.xref["client_id"].notna().all()
+    assert res.xref["match_probability"].between(0, 1).all()
+
+
+def test_maria_crm_and_latin_web_account_are_one_client(first_run):
+    _, res = first_run
+    ids = {
+        client_of(res.xref, s, r) for s, r in [("crm", "K-1"), ("crm", "K-3"), ("web", "ACC-501")]
+    }
+    assert len(ids) == 1
+
+
+def test_viktor_across_crm_helpdesk_initials_and_partner_is_one_client(first_run):
+    _, res = first_run
+    ids = {
+        client_of(res.xref, s, r)
+        for s, r in [("crm", "K-2"), ("helpdesk", "HD-10"), ("partner", "BETA:B-77")]
+    }
+    assert len(ids) == 1
+    assert client_of(res.xref, "crm", "K-2") != client_of(res.xref, "crm", "K-1")
+
+
+def test_namesakes_with_different_birth_dates_and_phones_stay_apart(first_run):
+    _, res = first_run
+    ids = {
+        client_of(res.xref, s, r)
+        for s, r in [("crm", "K-100"), ("crm", "K-101"), ("web", "ACC-900")]
+    }
+    assert len(ids) == 3
+
+
+def test_transliterated_and_initial_only_names_merge(first_run):
+    _, res = first_run
+    ids = {
+        client_of(res.xref, s, r)
+        for s, r in [("crm", "K-200"), ("web", "ACC-200"), ("helpdesk", "HD-200")]
+    }
+    assert len(ids) == 1
+
+
+def test_swapped_names_and_day_month_swap_merge(first_run):
+    _, res = first_run
+    assert client_of(res.xref, "crm", "K-300") == client_of(res.xref, "partner", "GAMMA:G-300")
+
+
+def test_client_ids_are_the_same_across_two_runs(first_run):
+    records, res = first_run
+    again = resolve(records.sample(frac=1.0, random_state=3), DEFAULT_MODEL_PATH)
+    pd.testing.assert_frame_equal(res.xref, again.xref)
+    # and with the previous xref given, in a full re-clustering run
+    full = resolve(records, DEFAULT_MODEL_PATH, existing=res.xref, incremental=False)
+    pd.testing.assert_frame_equal(res.xref[["client_id"]], full.xref[["client_id"]])
+
+
+def test_unrelated_record_keeps_ids_and_new_record_joins_existing_client(first_run):
+    records, res = first_run
+    more = frame(
+        [
+            dict(
+                source="crm",
+                source_record_id="K-999",
+                last_name="петров",
+                first_name="семен",
+                birth_date=date(1960, 2, 2),
+                phone_e164="+79990000999",
+                updated_at="2024-07-01T00:00:00Z",
+            ),
+            dict(
+                source="web",
+                source_record_id="ACC-777",
+                last_name="sokolova",
+                first_name="mariia",
+                birth_date=date(1990, 5, 14),
+                email="m.sokolova@example.ru",
+                updated_at="2024-07-02T00:00:00Z",
+            ),
+        ]
+    )
+    records2 = pd.concat([records, more], ignore_index=True)
+    res2 = resolve(records2, DEFAULT_MODEL_PATH, existing=res.xref)
+    assert res2.stats["scored_records"] == 2  # incremental: only the new records are scored
+    old = res.xref.merge(res2.xref, on=["source", "source_record_id"], suffixes=("", "_2"))
+    assert (old["client_id"] == old["client_id_2"]).all()
+    assert client_of(res2.xref, "web", "ACC-777") == client_of(res.xref, "crm", "K-1")
+    assert client_of(res2.xref, "crm", "K-999") not in set(res.xref["client_id"])
+
+
+def test_changed_record_is_rematched(first_run):
+    records, res = first_run
+    changed = records.copy()
+    i = changed.index[changed["source_record_id"] == "ACC-900"][0]
+    changed.loc[i, "phone_e164"] = "+79010000001"
+    changed.loc[i, "birth_date"] = date(1970, 1, 15)
+    res2 = resolve(changed, DEFAULT_MODEL_PATH, existing=res.xref)
+    assert res2.stats["scored_records"] == 1
+    assert client_of(res2.xref, "web", "ACC-900") == client_of(res.xref, "crm", "K-100")
+
+
+def test_ambiguous_pairs_are_reported_between_thresholds(first_run):
+    records, _ = first_run
+    res = resolve(records, DEFAULT_MODEL_PATH, thresholds=(0.01, 0.999999999))
+    assert list(res.ambiguous.columns[:6]) == [
+        "source_l",
+        "source_record_id_l",
+        "client_id_l",
+        "source_r",
+        "source_record_id_r",
+        "client_id_r",
+    ]
+    assert res.ambiguous["match_probability"].between(0.01, 0.999999999).all()
+    assert len(res.ambiguous) > 0
+
+
+def test_golden_fields_follow_source_trust_then_recency(first_run):
+    records, res = first_run
+    golden = golden_fields(records, res.xref).set_index("client_id")
+    maria = golden.loc[client_of(res.xref, "crm", "K-1")]
+    assert maria["last_name"] == "соколова"  # CRM beats the Latin web spelling
+    assert maria["middle_name"] == "андреевна"
+    assert maria["phone"] == "+79035551234"
+    assert maria["source_record_count"] == 3
+    assert golden["source_record_count"].sum() == len(records)
+
+
+def test_helpdesk_fio_parsing_and_skeletons():
+    parsed = parse_fio(
+        pd.Series(["ким в.", "иванов и.п.", "иван петрович иванов", "иванов ибрагим петрович"])
+    )
+    assert parsed.iloc[0].tolist()[:2] == ["ким", "в"]
+    assert parsed.iloc[1].tolist() == ["иванов", "и", "п"]
+    assert parsed.iloc[2].tolist() == ["иванов", "иван", "петрович"]
+    assert parsed.iloc[3].tolist() == ["иванов", "ибрагим", "петрович"]
+    sk = skeleton(pd.Series(["Мария", "Mariia", "Maria", "Фёдор", "Fedor", "Дмитрий", "Dmitry"]))
+    assert sk.tolist() == ["mara", "mara", "mara", "fedor", "fedor", "dmitri", "dmitri"]
+    prep = prepare(frame([dict(source="helpdesk", source_record_id="H", fio="ким в.")]))
+    assert prep.loc[0, "ln_sk"] == "kim" and prep.loc[0, "fn_init"] == "v"
+    assert prep.loc[0, "fn_sk"] is None
+
+
+def test_pairwise_scores_on_a_known_example():
+    keys = [("crm", str(i)) for i in range(6)]
+    truth = pd.DataFrame(keys, columns=["source", "source_record_id"])
+    truth["person_id"] = ["a", "a", "a", "b", "b", "c"]  # true pairs: 3 + 1 = 4
+    xref = truth[["source", "source_record_id"]].copy()
+    xref["client_id"] = ["x", "x", "y", "y", "y", "z"]  # predicted pairs: 1 + 3 = 4
+    s = pairwise_scores(xref, truth)
+    assert (s["tp"], s["fp"], s["fn"]) == (2, 2, 2)  # tp: (0,1) and (3,4)
+    assert s["precision"] == pytest.approx(0.5)
+    assert s["recall"] == pytest.approx(0.5)
+    assert s["f1"] == pytest.approx(0.5)
+
+
+def test_splink_charts_are_written_as_html(first_run, tmp_path):
+    from assets.identity import write_charts
+
+    records, _ = first_run
+    res = resolve(records, DEFAULT_MODEL_PATH, keep_linker=True)
+    written = write_charts(res.linker, tmp_path, res)
+    names = {p.name for p in written}
+    assert names == {
+        "match_weights.html",
+        "m_u_parameters.html",
+        "comparison_viewer.html",
+        "cluster_studio.html",
+    }
+    assert all(p.stat().st_size > 1000 for p in written)
