@@ -138,6 +138,92 @@ def generate(
     )
 
 
+@app.command("can-contact")
+def can_contact(
+    source: Annotated[str, typer.Option(help="crm, web, helpdesk or partner.")],
+    record: Annotated[str, typer.Option(help="The record id in that source.")],
+    purpose: Annotated[str, typer.Option(help="processing, marketing, ...")],
+    channel: Annotated[str, typer.Option(help="call, sms, email, messenger, push or post.")],
+    at: Annotated[
+        str | None, typer.Option(help="ISO instant (naive = Moscow); default now.")
+    ] = None,
+    partner: Annotated[str, typer.Option(help="Partner code, for partner-specific consents.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """May the company contact this person now (or at --at), and why."""
+    import json
+
+    from pipelines.answers import AnswerError, parse_instant
+    from pipelines.answers import can_contact as ask
+    from pipelines.database import connect
+
+    try:
+        instant = parse_instant(at)
+        with connect() as conn:
+            answer = ask(conn, source, record, purpose, channel, instant, partner)
+    except AnswerError as error:
+        _fail(str(error))
+    if as_json:
+        print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        return
+    verdict = "[bold green]YES[/]" if answer.allowed else "[bold red]NO[/]"
+    console.print(
+        f"{verdict} {answer.purpose}/{answer.channel} for client {answer.client_id} "
+        f"at {answer.at}: {answer.status}"
+        + (
+            f" (since {answer.valid_from}"
+            + (f", until {answer.valid_to})" if answer.valid_to else ")")
+            if answer.valid_from
+            else ""
+        ),
+        highlight=False,
+    )
+    for basis in answer.basis:
+        console.print(
+            f"  {basis.action:<8} {basis.effective_at}  {basis.source}:{basis.source_record_id}  "
+            f"{basis.detail or ''}  [{basis.evidence_level}] "
+            f"{basis.evidence_url or 'no evidence url'}"
+            f"  ({basis.event_id})",
+            highlight=False,
+        )
+
+
+@app.command()
+def segment(
+    file: Annotated[Path, typer.Argument(help="CSV with source,source_record_id or client_id.")],
+    purpose: Annotated[str, typer.Option(help="processing, marketing, ...")],
+    channel: Annotated[str, typer.Option(help="call, sms, email, messenger, push or post.")],
+    at: Annotated[
+        str | None, typer.Option(help="ISO instant (naive = Moscow); default now.")
+    ] = None,
+    partner: Annotated[str, typer.Option(help="Partner code, for partner-specific consents.")] = "",
+    out: Annotated[Path | None, typer.Option(help="Write the per-record list here (CSV).")] = None,
+) -> None:
+    """How many people of a list may be contacted, and the list itself (CSV)."""
+    from pipelines.answers import AnswerError, parse_instant, write_segment_list
+    from pipelines.answers import segment as check_segment
+    from pipelines.database import connect
+
+    try:
+        instant = parse_instant(at)
+        with connect() as conn:
+            result = check_segment(conn, file, purpose, channel, instant, partner)
+            if out:
+                with open(out, "wb") as handle:
+                    write_segment_list(conn, handle)
+            else:
+                write_segment_list(conn, sys.stdout.buffer)
+                sys.stdout.flush()
+    except AnswerError as error:
+        _fail(str(error))
+    summary = ", ".join(f"{name} {count:,}" for name, count in result.counts.items())
+    err_console.print(
+        f"{result.total:,} records, {purpose}/{channel} at {result.at}: {summary}"
+        + (f"; list in {out}" if out else ""),
+        highlight=False,
+    )
+
+
 @app.command("db-url")
 def db_url() -> None:
     """Print the database URL (starting the embedded server if needed) for psql and BI tools."""

@@ -1,0 +1,72 @@
+-- Consents a product grants through the product -> consent matrix (DESIGN rule 1).
+-- Every contract, open or closed, is matched against the rules in force at its signing date:
+-- by system code, product type, or contract-number mask (SQL LIKE). A contract grants exactly
+-- what its matching rules say; nothing else ("a contract is never consent to everything").
+with contracts as (
+    -- the newest batch's version of each contract (a later export may add closed_at)
+    select distinct on (contract_id) *
+    from {{ ref('stg_crm__contracts') }}
+    order by contract_id, batch_id desc, line_number desc
+),
+
+rules as (
+    select * from {{ ref('int_catalog__product_matrix') }}
+),
+
+matches as (
+    select c.*, r.rule_id, r.consent_code as rule_consent_code,
+           r.wording_version as rule_wording_version, r.term_months as rule_term_months
+    from contracts c
+    join rules r on r.match_kind = 'system_code' and c.system_code = r.match_value
+        and {{ in_force_at('r', 'c.signed_at') }}
+    union all
+    select c.*, r.rule_id, r.consent_code, r.wording_version, r.term_months
+    from contracts c
+    join rules r on r.match_kind = 'product_type' and c.product_type = r.match_value
+        and {{ in_force_at('r', 'c.signed_at') }}
+    union all
+    select c.*, r.rule_id, r.consent_code, r.wording_version, r.term_months
+    from contracts c
+    join rules r on r.match_kind = 'contract_mask' and c.contract_number like r.match_value
+        and {{ in_force_at('r', 'c.signed_at') }}
+)
+
+select
+    'crm:contract:' || m.contract_id || ':' || m.rule_id          as event_id,
+    'crm'::text                                                    as source,
+    m.crm_client_id                                                as source_record_id,
+    m.rule_consent_code                                            as consent_code,
+    'grant'::text                                                  as action,
+    m.signed_at                                                    as effective_at,
+    {{ add_months_moscow('m.signed_at', 'coalesce(m.rule_term_months, t.term_months)') }}
+                                                                   as valid_until,
+    coalesce(m.rule_wording_version, w_signed.wording_version)     as wording_version,
+    m.contract_number,
+    'matrix'::text                                                 as process,
+    m.scan_url                                                     as evidence_url,
+    'derived_from_contract'::text                                  as evidence_level,
+    case
+        when t.consent_code is null then 'unknown_consent_code'
+        when m.rule_wording_version is not null and w_named.wording_version is null
+            then 'wording_not_in_force'
+        when m.rule_wording_version is null and w_signed.wording_version is null
+            then 'wording_not_in_force'
+    end                                                            as doubt_reason,
+    'rule ' || m.rule_id || ' of the product matrix'               as detail,
+    m.batch_id,
+    m.file_name,
+    m.line_number,
+    m.contract_id                                                  as row_id
+from matches m
+left join {{ ref('int_catalog__consent_types') }} t on t.consent_code = m.rule_consent_code
+left join {{ ref('int_catalog__wordings') }} w_named
+    on w_named.consent_code = m.rule_consent_code
+    and w_named.wording_version = m.rule_wording_version
+    and {{ in_force_at('w_named', 'm.signed_at') }}
+left join lateral (
+    select w.wording_version
+    from {{ ref('int_catalog__wordings') }} w
+    where w.consent_code = m.rule_consent_code and {{ in_force_at('w', 'm.signed_at') }}
+    order by w.effective_from desc
+    limit 1
+) w_signed on true
