@@ -4,6 +4,7 @@
 -- channel. consent_history and golden_consent read this, never consent_event directly.
 {{ config(
     materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
     indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code']}],
 ) }}
 {% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
@@ -51,10 +52,10 @@ keys as (
     cross join unnest(array[{{ "'" ~ purposes | join("', '") ~ "'" }}]::text[]) as p(value)
 )
 
-select k.client_id, k.purpose, k.channel, k.partner_code, g.event_id, 'grant'::text as action,
-       g.effective_at, g.ends_at
-from keys k
-join grants g using (client_id, purpose, channel, partner_code)
+-- grants define their own keys
+select client_id, purpose, channel, partner_code, event_id, 'grant'::text as action,
+       effective_at, ends_at
+from grants
 union all
 select k.client_id, k.purpose, k.channel, k.partner_code, r.event_id, r.action,
        r.effective_at, null::timestamptz

@@ -2,6 +2,7 @@
 -- (DESIGN section 6). Doubtful facts stay visible with `is_counted = false` and a reason.
 {{ config(
     materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
     indexes=[
         {'columns': ['event_id'], 'unique': True},
         {'columns': ['client_id']},

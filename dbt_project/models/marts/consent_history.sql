@@ -17,6 +17,7 @@
 --  4. Consecutive instants with the same status and basis merge into one interval.
 {{ config(
     materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
     indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code', 'valid_from']}],
     post_hook=["{{ create_consent_status_function() }}"],
 ) }}

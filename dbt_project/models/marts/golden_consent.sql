@@ -3,6 +3,7 @@
 -- run (and nightly), so consents that expire by the clock move to `expired` without new data.
 {{ config(
     materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
     indexes=[
         {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
         {'columns': ['purpose', 'channel', 'status']},
