@@ -1,0 +1,177 @@
+"""Consent derivation at scale: dbt consent models, status lookups and a segment check.
+
+    python -m benchmarks.derivation --feeds /tmp/f1m            # a generated landing zone
+    python -m benchmarks.derivation --clients 100000            # generates the feeds first
+
+Identity is taken from the generator's truth (`truth/person_xref.csv`) so that this measures
+derivation alone (identity resolution has its own benchmark). Prints the time of the dbt
+consent models, p50/p99 of 10,000 random status lookups through consent.consent_status_at,
+the time of a 100,000-record `segment` check, and agreement with expected_status.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from assets.consent_checks import compare_expected_statuses
+from benchmarks.common import peak_rss_mib, scratch_database
+from pipelines.answers import CHANNELS, segment
+from pipelines.database import libpq_params
+from pipelines.settings import DBT_PROJECT_DIR
+from sources.landing import all_complete_batches
+from sources.loader import load_batch
+from sources.phones import refresh_phone_numbers
+from sources.schema import ensure_schema
+
+CONSENT_MODELS = ["intermediate", "marts"]  # dbt folders: every consent model
+
+
+def _dbt(url: str, *args: str) -> float:
+    env = {**os.environ, **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()}}
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["dbt", *args, "--profiles-dir", "."],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stdout[-3000:])
+    return time.perf_counter() - started
+
+
+def prepare(url: str, landing: Path) -> dict:
+    timings = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        started = time.perf_counter()
+        for batch in all_complete_batches(landing):
+            load_batch(conn, batch.source, batch.path)
+        timings["ingest_seconds"] = time.perf_counter() - started
+        started = time.perf_counter()
+        refresh_phone_numbers(conn)
+        timings["phones_seconds"] = time.perf_counter() - started
+        conn.execute(
+            "create table if not exists consent.client_xref (source text, source_record_id text, "
+            "client_id text, match_probability float8, primary key (source, source_record_id))"
+        )
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "copy consent.client_xref (source, source_record_id, client_id) "
+                "from stdin (format csv, header true)"
+            ) as copy,
+        ):
+            copy.write((landing / "truth" / "person_xref.csv").read_bytes())
+        for table in ("golden_client", "identity_ambiguous_matches"):
+            conn.execute(f"create table if not exists consent.{table} (client_id text)")
+    timings["staging_seconds"] = _dbt(url, "run", "--select", "staging")
+    return timings
+
+
+def lookups(url: str, count: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    with psycopg.connect(url, autocommit=True) as conn:
+        clients = [
+            r[0]
+            for r in conn.execute(
+                "select client_id from consent.client_xref tablesample system (5) limit 50000"
+            )
+        ]
+        samples = []
+        for _ in range(count):
+            at = f"{rng.randint(2019, 2025)}-{rng.randint(1, 12):02d}-15T12:00:00+03:00"
+            purpose = rng.choice(["marketing", "processing"])
+            samples.append((rng.choice(clients), purpose, rng.choice(CHANNELS), "", at))
+        conn.execute("select * from consent.consent_status_at(%s, %s, %s, %s, %s)", samples[0])
+        times = []
+        for sample in samples:
+            started = time.perf_counter()
+            conn.execute(
+                "select * from consent.consent_status_at(%s, %s, %s, %s, %s)", sample
+            ).fetchone()
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {
+        "lookups": count,
+        "lookup_p50_ms": round(statistics.median(times), 3),
+        "lookup_p99_ms": round(times[int(len(times) * 0.99) - 1], 3),
+    }
+
+
+def segment_check(url: str, size: int, scratch: Path) -> dict:
+    path = scratch / "segment.csv"
+    with psycopg.connect(url, autocommit=True) as conn:
+        with (
+            open(path, "wb") as handle,
+            conn.cursor() as cur,
+            cur.copy(
+                f"copy (select source, source_record_id from consent.client_xref "
+                f"order by md5(source_record_id) limit {size}) to stdout (format csv, header true)"
+            ) as copy,
+        ):
+            for block in copy:
+                handle.write(block)
+        from pipelines.answers import parse_instant, write_segment_list
+
+        started = time.perf_counter()
+        result = segment(conn, path, "marketing", "sms", parse_instant("2024-06-01T12:00"))
+        with open(scratch / "segment_out.csv", "wb") as out:
+            write_segment_list(conn, out)
+        seconds = time.perf_counter() - started
+    return {
+        "segment_records": result.total,
+        "segment_seconds": round(seconds, 2),
+        "segment_counts": result.counts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--feeds", type=Path)
+    parser.add_argument("--lookups", type=int, default=10_000)
+    parser.add_argument("--segment", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cc-derive-") as scratch:
+        landing = args.feeds
+        if landing is None:
+            from sources.generator import GeneratorConfig, generate
+
+            landing = Path(scratch) / "landing"
+            generate(landing, GeneratorConfig(clients=args.clients, seed=1))
+        with scratch_database() as url:
+            result = prepare(url, landing)
+            result["derivation_seconds"] = _dbt(url, "run", "--select", *CONSENT_MODELS)
+            with psycopg.connect(url, autocommit=True) as conn:
+                result["consent_events"] = conn.execute(
+                    "select count(*) from consent.consent_event"
+                ).fetchone()[0]
+                result["history_rows"] = conn.execute(
+                    "select count(*) from consent.consent_history"
+                ).fetchone()[0]
+                agreement = compare_expected_statuses(
+                    conn, landing / "truth" / "expected_status.csv"
+                )
+                result["expected_status_questions"] = agreement["questions"]
+                result["expected_status_matched"] = agreement["matched"]
+            result.update(lookups(url, args.lookups, seed=7))
+            result.update(segment_check(url, args.segment, Path(scratch)))
+    result = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
+    result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
