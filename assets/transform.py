@@ -52,13 +52,37 @@ class ConsentDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
+def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, consent_center):
+    consent_center.export_dbt_env()
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+# Two dbt steps with Python in between: staging feeds identity resolution (splink) and form
+# validation (Great Expectations), whose results the consent models read.
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
     dagster_dbt_translator=ConsentDbtTranslator(),
+    select="staging",
+    name="dbt_staging_models",
 )
-def consent_dbt_models(
+def dbt_staging_models(
     context: AssetExecutionContext, dbt: DbtCliResource, consent_center: ConsentCenterResource
 ):
-    consent_center.export_dbt_env()
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from _dbt_build(context, dbt, consent_center)
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    dagster_dbt_translator=ConsentDbtTranslator(),
+    select="intermediate marts",
+    name="dbt_consent_models",
+)
+def dbt_consent_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, consent_center: ConsentCenterResource
+):
+    yield from _dbt_build(context, dbt, consent_center)
+
+
+DBT_ASSETS = [dbt_staging_models, dbt_consent_models]

@@ -91,6 +91,13 @@ def run() -> None:
     table.add_row("transform", "ok" if summary.transform_ok else "FAILED")
     table.add_row("duration", f"{summary.seconds:.1f} s")
     table.add_row("run log", str(summary.log_file))
+    # issue 6: where the data-quality reports are (built by quality/form_validation)
+    data_docs = settings.reports_dir / "data_docs" / "index.html"
+    dq_summary = settings.reports_dir / "dq_summary.html"
+    if data_docs.exists():
+        table.add_row("data docs", str(data_docs))
+    if dq_summary.exists():
+        table.add_row("DPO summary", f"{dq_summary} (and view consent.dq_summary)")
     console.print(table)
     for failure in summary.failures:
         err_console.print(f"[red]failed:[/] {failure}", highlight=False)
