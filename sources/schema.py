@@ -57,6 +57,39 @@ create index if not exists dq_rejections_batch
     on consent.dq_rejections (source, batch_id, stage);
 comment on table consent.dq_rejections is
     'Every rejected or suspicious input row with its rule; reason never quotes personal data.';
+-- Identity resolution's outputs (filled by assets/identity); created here so that every
+-- downstream model can be built, empty, before the first resolution has run.
+create table if not exists consent.client_xref (
+    source            text not null,
+    source_record_id  text not null,
+    client_id         text not null,
+    match_probability double precision,
+    record_hash       text,
+    primary key (source, source_record_id)
+);
+create index if not exists client_xref_client on consent.client_xref (client_id);
+create table if not exists consent.golden_client (
+    client_id           text primary key,
+    last_name           text,
+    first_name          text,
+    middle_name         text,
+    birth_date          date,
+    phone               text,
+    email               text,
+    source_record_count integer,
+    updated_at          timestamptz
+);
+create table if not exists consent.identity_ambiguous_matches (
+    source_l           text,
+    source_record_id_l text,
+    client_id_l        text,
+    source_r           text,
+    source_record_id_r text,
+    client_id_r        text,
+    match_probability  double precision,
+    same_client        boolean
+);
+
 comment on column consent.dq_rejections.raw_record is
     'The row as read (personal data: DPO only), kept so a doubtful revocation is still honoured.';
 """
