@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +24,7 @@ import psycopg
 from assets.consent_checks import compare_expected_statuses
 from benchmarks.common import peak_rss_mib, scratch_database
 from pipelines.answers import CHANNELS, segment
-from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR
+from pipelines.dbt_cli import run_dbt
 from sources.landing import all_complete_batches
 from sources.loader import load_batch
 from sources.phones import refresh_phone_numbers
@@ -37,17 +34,8 @@ CONSENT_MODELS = ["intermediate", "marts"]  # dbt folders: every consent model
 
 
 def _dbt(url: str, *args: str) -> float:
-    env = {**os.environ, **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()}}
     started = time.perf_counter()
-    done = subprocess.run(
-        ["dbt", *args, "--profiles-dir", "."],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stdout[-3000:])
+    run_dbt(url, *args)
     return time.perf_counter() - started
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +19,8 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.common import peak_rss_mib, scratch_database
-from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR
-from sources.landing import all_complete_batches
-from sources.loader import load_batch
+from pipelines.dbt_cli import run_dbt
+from sources.loader import load_landing_zone
 from sources.phones import refresh_phone_numbers
 from sources.schema import ensure_schema
 
@@ -33,19 +29,9 @@ def stage(url: str, feeds: Path) -> float:
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
-        for batch in all_complete_batches(feeds):
-            load_batch(conn, batch.source, batch.path)
+        load_landing_zone(conn, feeds)
         refresh_phone_numbers(conn)
-    env = {**os.environ, **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()}}
-    build = subprocess.run(
-        ["dbt", "run", "--profiles-dir", ".", "--select", "path:models/staging"],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode != 0:
-        raise RuntimeError(build.stdout[-2000:])
+    run_dbt(url, "run", "--select", "path:models/staging")
     return time.perf_counter() - started
 
 

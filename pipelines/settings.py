@@ -7,12 +7,20 @@ Every entry point (CLI, Dagster code location, tests) reads paths through this m
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+
+
+def dbt_executable() -> str:
+    """The dbt installed next to this Python (a venv's bin/ is not always on PATH)."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 @dataclass(frozen=True)

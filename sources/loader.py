@@ -498,5 +498,12 @@ def _load_web_events(
     return result
 
 
+def load_landing_zone(conn: psycopg.Connection, landing: Path) -> list[BatchResult]:
+    """Every complete batch of a landing zone, in processing order (scripts and tests)."""
+    from sources.landing import all_complete_batches
+
+    return [load_batch(conn, b.source, b.path) for b in all_complete_batches(landing)]
+
+
 def raw_table(spec: FileSpec) -> sql.Identifier:
     return sql.Identifier(RAW_SCHEMA, spec.table)

@@ -77,6 +77,20 @@ def database_url(server_url, monkeypatch, tmp_path) -> Iterator[str]:
         yield url
 
 
+def load_and_stage(url: str, landing: Path, select: str = "staging") -> None:
+    """Load a landing zone into `url` and build the dbt staging views on it."""
+    from pipelines.dbt_cli import run_dbt
+    from sources.loader import load_landing_zone
+    from sources.phones import refresh_phone_numbers
+    from sources.schema import ensure_schema
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        ensure_schema(connection)
+        load_landing_zone(connection, landing)
+        refresh_phone_numbers(connection)
+    run_dbt(url, "build", "--select", select)
+
+
 @pytest.fixture
 def conn(database_url) -> Iterator[psycopg.Connection]:
     from sources.schema import ensure_schema

@@ -7,7 +7,6 @@ without checking the suites.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -18,13 +17,7 @@ import pytest
 
 from expectations.rules import MODELS
 from expectations.suites import suite_name
-from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR
-from sources.landing import all_complete_batches
-from sources.loader import load_batch
-from sources.phones import refresh_phone_numbers
-from sources.schema import ensure_schema
-from tests.conftest import EXAMPLES, fresh_database
+from tests.conftest import EXAMPLES, fresh_database, load_and_stage
 
 
 def _chromium() -> str | None:
@@ -42,20 +35,7 @@ def docs(server_url, tmp_path_factory) -> Path:
 
     home = tmp_path_factory.mktemp("home")
     with fresh_database(server_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        for batch in all_complete_batches(EXAMPLES):
-            load_batch(conn, batch.source, batch.path)
-        refresh_phone_numbers(conn)
-        env = {**os.environ, **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()}}
-        build = subprocess.run(
-            ["dbt", "run", "--profiles-dir", ".", "--select", "path:models/staging"],
-            cwd=DBT_PROJECT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stdout[-3000:]
+        load_and_stage(url, EXAMPLES, select="path:models/staging")
         report = validate_forms(conn, home, home / "reports", url)
         assert report.data_docs_index == home / "reports" / "data_docs" / "index.html"
     return home / "reports"

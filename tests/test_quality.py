@@ -8,8 +8,6 @@ injected for it; a broken catalog in force stops derivation through the blocking
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -17,13 +15,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from expectations.rules import RULES
-from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR
-from sources.landing import all_complete_batches
-from sources.loader import load_batch
-from sources.phones import refresh_phone_numbers
-from sources.schema import ensure_schema
-from tests.conftest import fresh_database
+from tests.conftest import fresh_database, load_and_stage
 
 INJECTED_LINE = 900_000  # line numbers of injected rows: far past any generated line
 
@@ -41,24 +33,8 @@ def feeds(tmp_path_factory) -> Path:
 def staged(server_url, feeds, tmp_path_factory):
     """(url, home): generated feeds loaded and staged by dbt, in a database of their own."""
     home = tmp_path_factory.mktemp("home")
-    with fresh_database(server_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        for batch in all_complete_batches(feeds):
-            load_batch(conn, batch.source, batch.path)
-        refresh_phone_numbers(conn)
-        env = {
-            **os.environ,
-            **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()},
-        }
-        build = subprocess.run(
-            ["dbt", "run", "--profiles-dir", ".", "--select", "path:models/staging"],
-            cwd=DBT_PROJECT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stdout[-3000:]
+    with fresh_database(server_url) as url:
+        load_and_stage(url, feeds, select="path:models/staging")
         yield url, home
 
 

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
 
-from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR
-from sources.landing import all_complete_batches
-from sources.loader import load_batch
-from sources.phones import refresh_phone_numbers
-from sources.schema import ensure_schema
-from tests.conftest import EXAMPLES, fresh_database
+from tests.conftest import EXAMPLES, fresh_database, load_and_stage
 
 
 @pytest.fixture(scope="module")
 def staged(server_url) -> psycopg.Connection:
-    with fresh_database(server_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        for batch in all_complete_batches(EXAMPLES):
-            load_batch(conn, batch.source, batch.path)
-        refresh_phone_numbers(conn)
-        env = {
-            **os.environ,
-            **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()},
-        }
-        build = subprocess.run(
-            ["dbt", "build", "--profiles-dir", ".", "--select", "staging"],
-            cwd=DBT_PROJECT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stdout[-3000:]
-        yield conn
+    with fresh_database(server_url) as url:
+        load_and_stage(url, EXAMPLES)
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
 
 
 def _one(conn, query: str):
@@ -105,4 +82,3 @@ def test_only_the_newest_catalog_batch_is_current(staged):
         staged,
         "select bool_and(is_current_snapshot), count(*) from staging.stg_catalog__product_matrix",
     ) == (True, 4)
-
