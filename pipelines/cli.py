@@ -231,6 +231,60 @@ def segment(
     )
 
 
+@app.command("train-identity")
+def train_identity() -> None:
+    """Retrain the splink person model on the staged records (the Dagster job train_identity).
+
+    The model is saved as $CONSENT_HOME/identity/person_model.json and used by every later run.
+    """
+    from pipelines.database import database_url
+    from pipelines.run import QUIET_RUN_CONFIG, _run_error, prepare_dagster_home
+
+    settings = load_settings()
+    prepare_dagster_home(settings)
+    database_url(settings)
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def("train_identity")
+    result = job.execute_in_process(
+        instance=DagsterInstance.get(), run_config=QUIET_RUN_CONFIG, raise_on_error=False
+    )
+    if not result.success:
+        _fail(f"train_identity: {_run_error(result)}")
+    materialization = result.asset_materializations_for_node("train_identity_model")[0]
+    meta = {key: value.value for key, value in materialization.metadata.items()}
+    console.print(
+        f"person model trained on {meta['records']:,} records in {meta['seconds']} s: "
+        f"{meta['path']} (charts in {settings.reports_dir / 'identity'})",
+        highlight=False,
+    )
+
+
+@app.command("catalog-preview")
+def catalog_preview(
+    folder: Annotated[Path, typer.Argument(help="A candidate catalog batch folder.")],
+) -> None:
+    """Dry run of a catalog change: which clients would gain or lose which consent."""
+    from pipelines.catalog_preview import preview_catalog
+    from pipelines.database import database_url
+    from sources.readers import BatchFileError
+
+    settings = load_settings()
+    try:
+        preview = preview_catalog(database_url(settings), folder, settings.reports_dir)
+    except BatchFileError as error:
+        _fail(str(error))
+    table = Table(title=f"catalog preview {folder.name}: {preview.clients_affected:,} clients")
+    table.add_column("consent")
+    table.add_column("keys", justify="right")
+    for change, count in preview.changes.items():
+        table.add_row(change, f"{count:,}")
+    console.print(table)
+    console.print(f"per-client changes: {preview.diff_file}")
+
+
 @app.command("db-url")
 def db_url() -> None:
     """Print the database URL (starting the embedded server if needed) for psql and BI tools."""

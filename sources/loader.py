@@ -89,10 +89,14 @@ def load_batch(
     source_name: str,
     batch_dir: Path,
     on_progress: Callable[[int], None] | None = None,
+    batch_id: str | None = None,
 ) -> BatchResult:
-    """Load (or re-load) one complete batch; raises BatchFileError if a file is unusable."""
+    """Load (or re-load) one complete batch; raises BatchFileError if a file is unusable.
+
+    The batch id is the folder's name unless given (catalog previews load under their own id).
+    """
     source = SOURCES[source_name]
-    batch_id = batch_dir.name
+    batch_id = batch_id or batch_dir.name
     result = BatchResult(source=source_name, batch_id=batch_id)
     started = time.perf_counter()
     started_at = conn.execute("select now()").fetchone()[0]

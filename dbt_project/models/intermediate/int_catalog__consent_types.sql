@@ -1,3 +1,3 @@
 -- The catalog snapshot in force (the newest complete catalog batch): its consent types.
 {{ config(materialized='table') }}
-select * from {{ ref('stg_catalog__consent_types') }} where is_current_snapshot
+select * from {{ ref('stg_catalog__consent_types') }} where batch_id = {{ current_catalog_batch_id() }}

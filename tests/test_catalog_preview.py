@@ -1,0 +1,76 @@
+"""Rule 7: a changed matrix re-derives every affected client, previewed before it applies."""
+
+from __future__ import annotations
+
+import shutil
+
+import psycopg
+import pytest
+
+from pipelines.catalog_preview import preview_catalog
+from pipelines.dbt_cli import run_dbt
+from tests.conftest import EXAMPLES, fresh_database, load_and_stage
+
+# who is who in the worked example (identity is not what this test is about)
+XREF = [
+    ("crm", "K-1", "C-MARIA"),
+    ("crm", "K-3", "C-MARIA"),
+    ("web", "ACC-501", "C-MARIA"),
+    ("crm", "K-2", "C-VIKTOR"),
+    ("helpdesk", "HD-10", "C-VIKTOR"),
+    ("partner", "BETA:B-77", "C-VIKTOR"),
+]
+
+
+@pytest.fixture(scope="module")
+def derived(server_url):
+    with fresh_database(server_url) as url:
+        load_and_stage(url, EXAMPLES)
+        with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "insert into consent.client_xref (source, source_record_id, client_id) "
+                "values (%s, %s, %s)",
+                XREF,
+            )
+        run_dbt(url, "run", "--select", "intermediate", "marts")
+        yield url
+
+
+def test_shortening_a_matrix_term_shows_who_loses_what_before_it_applies(derived, tmp_path):
+    candidate = tmp_path / "2025-01-01"
+    shutil.copytree(EXAMPLES / "catalog" / "2024-01-01", candidate)
+    matrix = candidate / "product_matrix.csv"
+    # the card's processing consent now lasts 12 months instead of 120
+    matrix.write_text(
+        matrix.read_text(encoding="utf-8").replace(
+            "M1,product_type,CARD,pd_basic,1,120", "M1,product_type,CARD,pd_basic,1,12"
+        ),
+        encoding="utf-8",
+    )
+    with psycopg.connect(derived) as conn:
+        before = conn.execute("select count(*) from consent.golden_consent").fetchone()[0]
+
+    preview = preview_catalog(derived, candidate, tmp_path / "reports")
+
+    # Maria's card granted processing until 2033; with 12 months it ran out in 2024.
+    # Viktor's processing comes from his loan (rule M4), which did not change.
+    assert preview.clients_affected == 1
+    assert preview.changes == {
+        f"processing/{channel}: granted -> expired": 1
+        for channel in ("call", "email", "messenger", "post", "push", "sms")
+    }
+    lines = preview.diff_file.read_text().splitlines()
+    assert lines[0] == "client_id,purpose,channel,partner_code,status_now,status_after,effect"
+    assert len(lines) == 7
+    assert all(
+        line.startswith("C-MARIA,processing,") and line.endswith(",loses") for line in lines[1:]
+    )
+    with psycopg.connect(derived) as conn:
+        # production is untouched and the preview batch is gone
+        assert conn.execute("select count(*) from consent.golden_consent").fetchone()[0] == before
+        assert (
+            conn.execute(
+                "select count(*) from raw.catalog_product_matrix where _batch_id like 'preview-%'"
+            ).fetchone()[0]
+            == 0
+        )
