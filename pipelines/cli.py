@@ -243,6 +243,7 @@ def train_identity() -> None:
     settings = load_settings()
     prepare_dagster_home(settings)
     database_url(settings)
+    logging.getLogger("splink").setLevel(logging.ERROR)  # EM's "level not observed" notes
     from dagster import DagsterInstance
 
     from pipelines.definitions import defs
@@ -253,8 +254,8 @@ def train_identity() -> None:
     )
     if not result.success:
         _fail(f"train_identity: {_run_error(result)}")
-    materialization = result.asset_materializations_for_node("train_identity_model")[0]
-    meta = {key: value.value for key, value in materialization.metadata.items()}
+    (event,) = result.get_asset_materialization_events()
+    meta = {key: value.value for key, value in event.materialization.metadata.items()}
     console.print(
         f"person model trained on {meta['records']:,} records in {meta['seconds']} s: "
         f"{meta['path']} (charts in {settings.reports_dir / 'identity'})",

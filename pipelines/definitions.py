@@ -4,22 +4,28 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from assets.consent_checks import matches_generator_expected_statuses
+from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
 from assets.quality import QUALITY_ASSETS  # issue 6: form validation (GX) + asset checks
 from assets.transform import DBT_ASSETS, dbt_project
-from pipelines.jobs import INGEST_JOBS, TRANSFORM_JOB
+from pipelines.jobs import INGEST_JOBS, TRAIN_IDENTITY_JOB, TRANSFORM_JOB
 from pipelines.resources import ConsentCenterResource
 from pipelines.schedules import daily_transform
 from pipelines.sensors import landing_zone_sensor
+from pipelines.settings import dbt_executable
 
 defs = Definitions(
-    assets=[*INGEST_ASSETS.values(), phone_numbers, *DBT_ASSETS, *QUALITY_ASSETS],
-    asset_checks=[matches_generator_expected_statuses],
-    jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB],
+    assets=[*INGEST_ASSETS.values(), phone_numbers, *DBT_ASSETS, *QUALITY_ASSETS, *IDENTITY_ASSETS],
+    asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
+    jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
     sensors=[landing_zone_sensor],
     schedules=[daily_transform],
     resources={
         "consent_center": ConsentCenterResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project,
+            profiles_dir=str(dbt_project.profiles_dir),
+            dbt_executable=dbt_executable(),
+        ),
     },
 )

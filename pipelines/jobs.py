@@ -2,6 +2,7 @@
 
 from dagster import AssetSelection, define_asset_job
 
+from assets.identity.assets import MODEL_KEY as IDENTITY_MODEL_KEY
 from assets.ingest import BATCH_PARTITIONS, INGEST_ASSETS, INGEST_GROUP
 
 INGEST_JOBS = {
@@ -16,7 +17,16 @@ INGEST_JOBS = {
 
 TRANSFORM_JOB = define_asset_job(
     name="transform",
-    selection=AssetSelection.all() - AssetSelection.groups(INGEST_GROUP)
-    | AssetSelection.keys(["raw", "phone_numbers"]),
+    selection=(
+        AssetSelection.all() - AssetSelection.groups(INGEST_GROUP)
+        | AssetSelection.keys(["raw", "phone_numbers"])
+    )
+    - AssetSelection.keys(IDENTITY_MODEL_KEY),  # retraining is its own job
     description="Everything downstream of the raw tables: phones, staging, golden tables, reports.",
+)
+
+TRAIN_IDENTITY_JOB = define_asset_job(
+    name="train_identity",
+    selection=AssetSelection.keys(IDENTITY_MODEL_KEY),
+    description="Retrain the splink person model on the staged records (run by hand, not nightly).",
 )

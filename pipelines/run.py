@@ -41,6 +41,15 @@ class RunSummary:
         return not self.batches_failed and self.transform_ok is not False
 
 
+def export_settings(settings: Settings, url: str) -> None:
+    """Jobs run in this process read their resources from the environment: point it at ours."""
+    os.environ["CONSENT_HOME"] = str(settings.home)
+    os.environ["CONSENT_LANDING_DIR"] = str(settings.landing_dir)
+    os.environ["CONSENT_DATABASE_URL"] = url if not settings.uses_embedded_server else ""
+    if settings.uses_embedded_server:
+        os.environ.pop("CONSENT_DATABASE_URL")
+
+
 def prepare_dagster_home(settings: Settings) -> None:
     """Point Dagster at CONSENT_HOME so run history persists between commands and the UI."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -85,6 +94,7 @@ def run_pipeline(
     prepare_dagster_home(settings)
     summary = RunSummary()
     url = database_url(settings)
+    export_settings(settings, url)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         pending = pending_batches(conn, settings)

@@ -1,6 +1,8 @@
 """Identity resolution engine: person records -> golden clients (DESIGN section 6, issue 4).
 
-Pure Python (pandas + splink on in-process DuckDB); no Dagster or PostgreSQL here.
+The engine is pure Python (pandas + splink on in-process DuckDB); the pipeline side lives in
+`io.py` (PostgreSQL in and out with COPY) and `assets.py` (the Dagster multi-asset
+`identity_resolution`, the `train_identity_model` asset and the `identity_accuracy` check).
 
 Input (one row per person-bearing source record): source (crm|web|helpdesk|partner),
 source_record_id, last_name, first_name, middle_name, fio (helpdesk free text), birth_date,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import clusters, features, predict
-from .training import DEFAULT_MODEL_PATH, load_model
+from .training import DEFAULT_MODEL_PATH, load_model_and_meta, scale_prior
 
 #: (lower, upper): pairs >= upper merge; lower <= p < upper go to review as ambiguous_identity
 DEFAULT_THRESHOLDS = (0.5, 0.99)
@@ -32,7 +32,7 @@ class Resolution:
     xref: pd.DataFrame  # source, source_record_id, client_id, match_probability, record_hash
     ambiguous: pd.DataFrame  # AMBIGUOUS_COLUMNS: pairs between the thresholds, for review
     timings: dict[str, float] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)  # counts, and prior_factor
     linker: object | None = None  # splink Linker, for write_charts
     predictions: list = field(default_factory=list)  # splink predictions, for write_charts
     prepared: pd.DataFrame | None = None
@@ -96,7 +96,8 @@ def resolve(
             )
 
     t1 = time.perf_counter()
-    model = load_model(model_path)
+    model, meta = load_model_and_meta(model_path)
+    prior_factor = scale_prior(model, meta.get("trained_records"), len(prepared))
     if keep_linker:
         model["retain_intermediate_calculation_columns"] = True
     scored = predict.score(prepared, model, new_mask=new_mask, threshold=lower, threads=threads)
@@ -168,6 +169,7 @@ def resolve(
         "contract_links": len(det),
         "clients": int(xref["client_id"].nunique()),
         "ambiguous_pairs": len(ambiguous),
+        "prior_factor": prior_factor,
     }
     return Resolution(
         xref=xref[XREF_COLUMNS],

@@ -3,6 +3,12 @@
 Rule, per field independently: take the value from the most trusted source
 (crm > partner > web > helpdesk), then the most recently updated record, then the most
 complete record (most non-null fields); a null never wins over a value.
+
+Names are chosen on their matching form (lower case). When the records carry their original
+spelling (`last_name_orig`, `first_name_orig`, `middle_name_orig`, as read from staging), the
+golden record shows the chosen name as some record of the client wrote it, preferring mixed
+case over all lower and all capitals ("Соколова" over "СОКОЛОВА"); a name known only from a
+helpdesk letter's free text is title-cased. `updated_at` is the newest of the client's records.
 """
 
 from __future__ import annotations
@@ -13,6 +19,25 @@ from . import features
 
 SOURCE_TRUST = {"crm": 0, "partner": 1, "web": 2, "helpdesk": 3}
 GOLDEN_FIELDS = ["last_name", "first_name", "middle_name", "birth_date", "phone", "email"]
+NAME_FIELDS = ["last_name", "first_name", "middle_name"]
+
+
+def _display_names(df: pd.DataFrame, chosen: pd.Series, name: str) -> pd.Series:
+    """The original spelling of each client's chosen (matching-form) name.
+
+    df: the client's records in priority order, with `name` (matching form) and `name_orig`.
+    """
+    orig = f"{name}_orig"
+    cand = df.loc[df[orig].notna() & df[name].notna(), ["client_id", name, orig]]
+    cand = cand.merge(chosen.rename("_chosen").reset_index(), on="client_id")
+    cand = cand[cand[name] == cand["_chosen"]]
+    text = cand[orig].astype(str)
+    # 0: mixed case, 1: all lower, 2: all capitals; ties keep the priority order
+    cand["_case"] = text.str.isupper().astype(int) * 2 + text.str.islower().astype(int)
+    cand = cand.sort_values("_case", kind="stable").drop_duplicates("client_id")
+    spelled = cand.set_index("client_id")[orig]
+    fallback = chosen.where(chosen.isna(), chosen.astype("string").str.title())
+    return spelled.reindex(chosen.index).fillna(fallback).astype("object")
 
 
 def golden_fields(records: pd.DataFrame, xref: pd.DataFrame) -> pd.DataFrame:
@@ -56,6 +81,10 @@ def golden_fields(records: pd.DataFrame, xref: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby("client_id", sort=True)
     out = g[GOLDEN_FIELDS].first()  # first non-null per field, in priority order
     out["source_record_count"] = g.size()
+    out["updated_at"] = g["_updated"].max()
+    for name in NAME_FIELDS:
+        if f"{name}_orig" in df.columns:
+            out[name] = _display_names(df, out[name], name)
     out = out.reset_index()
     out["birth_date"] = pd.to_datetime(out["birth_date"], errors="coerce").dt.date
     return out

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "person_model.json"
 
+#: our own key in the model JSON (splink ignores nothing: it is removed before loading)
+META_KEY = "consent_center"
+
 
 def make_linker(prepared: pd.DataFrame, model) -> Linker:
     """A DuckDB-backed linker over a prepared frame (in-process DuckDB)."""
@@ -42,8 +45,9 @@ def train(
 ) -> dict:
     """Train the person model on unlabelled `records` (input contract) and save it as JSON.
 
-    Returns the saved model dictionary. The file is plain splink settings JSON, loadable with
-    `Linker(table, path)`; what it was trained on is logged, not stored.
+    Returns the saved model dictionary. The file is splink settings JSON plus one key of our
+    own, `consent_center` (profile and the number of records trained on, which `resolve` uses
+    to rescale the prior to the size of the data it scores); `load_model` strips it.
     """
     prepared = features.prepare(records)
     present = {c for c in prepared.columns if prepared[c].notna().any()}
@@ -60,6 +64,7 @@ def train(
         except Exception as exc:  # a rule with no pairs in this data set: skip it
             log.warning("EM session skipped: %s", exc)
     model = regularise(linker.misc.save_model_to_json(), m_floor=m_floor)
+    model[META_KEY] = {"profile": profile, "trained_records": len(prepared)}
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(model, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -94,6 +99,30 @@ def regularise(model: dict, m_floor: float = 0.005) -> dict:
 
 def load_model(model_path: Path | str) -> dict:
     """The model dictionary without our own metadata (splink rejects unknown keys)."""
-    model = json.loads(Path(model_path).read_text(encoding="utf-8"))
-    model.pop("consent_center", None)
+    model, _ = load_model_and_meta(model_path)
     return model
+
+
+def load_model_and_meta(model_path: Path | str) -> tuple[dict, dict]:
+    """(splink settings, our metadata: profile, trained_records; {} for an old artefact)."""
+    model = json.loads(Path(model_path).read_text(encoding="utf-8"))
+    meta = model.pop(META_KEY, None) or {}
+    return model, meta
+
+
+def scale_prior(model: dict, trained_records: int | None, records: int) -> float:
+    """Rescale the prior (probability_two_random_records_match) to the data size; returns the
+    factor applied.
+
+    With a fixed share of duplicates per person, matching pairs grow with n and all pairs with
+    n^2, so the prior falls as 1/n: prior x trained_records / records. Only ever lowered: on a
+    frame smaller than the training set (a test, a helpdesk day) the trained prior stays, so a
+    handful of records never merges on weaker evidence than the model was trained with.
+    """
+    if not trained_records or records <= trained_records:
+        return 1.0
+    factor = trained_records / records
+    model["probability_two_random_records_match"] = (
+        float(model["probability_two_random_records_match"]) * factor
+    )
+    return factor

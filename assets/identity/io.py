@@ -1,0 +1,294 @@
+"""PostgreSQL in and out for identity resolution, in bulk (COPY both ways, no row loops).
+
+In: one set-based query over the dbt staging views builds the engine's input frame (one row per
+person-bearing source record: the newest batch's row per record id, the newest web event's
+person per account, CRM contract numbers aggregated with array_agg, a helpdesk letter's quoted
+contract as its list), streamed with `COPY (query) TO STDOUT` into pyarrow.
+
+Out: consent.client_xref, consent.golden_client and consent.identity_ambiguous_matches are
+replaced in ONE transaction (truncate + COPY), so a crash leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+#: separator of contract numbers inside one CSV field (never in a contract number)
+_LIST_SEP = "\x1f"
+
+#: the original spelling of the names travels next to the matching form (golden_client shows it)
+ORIGINAL_NAME_COLUMNS = ["last_name_orig", "first_name_orig", "middle_name_orig"]
+
+RECORD_COLUMNS = [
+    "source",
+    "source_record_id",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "fio",
+    "birth_date",
+    "phone_e164",
+    "email",
+    "passport_digits",
+    "address",
+    "contract_numbers",
+    "updated_at",
+    *ORIGINAL_NAME_COLUMNS,
+]
+
+#: the staging models the frame is built from (the identity asset's upstream)
+STAGING_MODELS = [
+    "stg_crm__clients",
+    "stg_crm__contracts",
+    "stg_web__events",
+    "stg_helpdesk__tickets",
+    "stg_partner__clients",
+]
+
+_UTC = "to_char({c} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+# Newest row per record: batches are ordered lexically (DESIGN section 5), then the record's own
+# timestamp, then the physical line. Web: the newest event that carries any person field.
+RECORDS_SQL = f"""
+with crm as (
+    select distinct on (source_record_id) *
+    from staging.stg_crm__clients
+    where source_record_id is not null
+    order by source_record_id, batch_id desc, updated_at desc nulls last, line_number desc
+),
+contracts as (
+    select distinct on (contract_id) contract_id, crm_client_id, contract_number
+    from staging.stg_crm__contracts
+    where contract_id is not null
+    order by contract_id, batch_id desc, line_number desc
+),
+owned as (
+    select crm_client_id,
+           array_to_string(
+               array_agg(distinct contract_number order by contract_number), E'{_LIST_SEP}'
+           ) as contract_numbers
+    from contracts
+    where contract_number is not null and crm_client_id is not null
+    group by crm_client_id
+),
+web as (
+    select distinct on (source_record_id) *
+    from staging.stg_web__events
+    where source_record_id is not null
+    order by source_record_id,
+             (coalesce(last_name, first_name, middle_name, phone, email) is null
+              and birth_date is null),
+             batch_id desc, occurred_at desc nulls last, line_number desc
+),
+helpdesk as (
+    select distinct on (source_record_id) *
+    from staging.stg_helpdesk__tickets
+    where source_record_id is not null
+    order by source_record_id, batch_id desc, received_at desc nulls last, line_number desc
+),
+partner as (
+    select distinct on (source_record_id) *
+    from staging.stg_partner__clients
+    where source_record_id is not null
+    order by source_record_id, batch_id desc, obtained_at desc nulls last, line_number desc
+)
+select c.source, c.source_record_id, c.last_name_norm, c.first_name_norm, c.middle_name_norm,
+       null::text, c.birth_date::text, c.phone_e164, c.email, c.passport_digits, c.address,
+       o.contract_numbers, {_UTC.format(c="c.updated_at")},
+       c.last_name, c.first_name, c.middle_name
+from crm c left join owned o on o.crm_client_id = c.source_record_id
+union all
+select w.source, w.source_record_id, w.last_name_norm, w.first_name_norm, w.middle_name_norm,
+       null, w.birth_date::text, w.phone_e164, w.email, null, null,
+       null, {_UTC.format(c="w.occurred_at")},
+       w.last_name, w.first_name, w.middle_name
+from web w
+union all
+select h.source, h.source_record_id, null, null, null,
+       h.fio_norm, h.birth_date::text, h.phone_e164, h.email, h.passport_digits, null,
+       h.contract_number, {_UTC.format(c="h.received_at")},
+       null, null, null
+from helpdesk h
+union all
+select p.source, p.source_record_id, p.last_name_norm, p.first_name_norm, p.middle_name_norm,
+       null, p.birth_date::text, p.phone_e164, p.email, null, null,
+       null, {_UTC.format(c="p.obtained_at")},
+       p.last_name, p.first_name, p.middle_name
+from partner p
+"""
+
+XREF_COLUMNS = ["source", "source_record_id", "client_id", "match_probability", "record_hash"]
+GOLDEN_COLUMNS = [
+    "client_id",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "birth_date",
+    "phone",
+    "email",
+    "source_record_count",
+    "updated_at",
+]
+AMBIGUOUS_COLUMNS = [
+    "source_l",
+    "source_record_id_l",
+    "client_id_l",
+    "source_r",
+    "source_record_id_r",
+    "client_id_r",
+    "match_probability",
+    "same_client",
+]
+
+# The same definitions as sources/schema.py (whichever runs first creates them).
+DDL = """
+create schema if not exists consent;
+create table if not exists consent.client_xref (
+    source            text not null,
+    source_record_id  text not null,
+    client_id         text not null,
+    match_probability double precision,
+    record_hash       text,
+    primary key (source, source_record_id)
+);
+create index if not exists client_xref_client on consent.client_xref (client_id);
+create table if not exists consent.golden_client (
+    client_id           text primary key,
+    last_name           text,
+    first_name          text,
+    middle_name         text,
+    birth_date          date,
+    phone               text,
+    email               text,
+    source_record_count integer,
+    updated_at          timestamptz
+);
+create table if not exists consent.identity_ambiguous_matches (
+    source_l           text,
+    source_record_id_l text,
+    client_id_l        text,
+    source_r           text,
+    source_record_id_r text,
+    client_id_r        text,
+    match_probability  double precision,
+    same_client        boolean
+);
+"""
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    conn.execute(DDL)
+
+
+def _copy_out(conn: psycopg.Connection, query: str) -> bytes:
+    buf = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(f"copy ({query}) to stdout (format csv)") as copy:
+        for block in copy:
+            buf.write(block)
+    return buf.getvalue()
+
+
+def _read_csv(data: bytes, columns: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+    """CSV from COPY: an unquoted empty field is NULL, a quoted one an empty string."""
+    if not data:
+        return pa.table({c: pa.array([], types.get(c, pa.string())) for c in columns})
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=64 << 20),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: types.get(c, pa.string()) for c in columns},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def read_records(conn: psycopg.Connection) -> pd.DataFrame:
+    """The engine's input frame (assets/identity/__init__.py) from the staging views, plus the
+    original-case names (`*_orig`) for golden_client."""
+    table = _read_csv(_copy_out(conn, RECORDS_SQL), RECORD_COLUMNS, {})
+    df = table.to_pandas(types_mapper=None)
+    df = df.astype({c: "object" for c in df.columns})
+    df = df.where(df.notna(), None)
+    contracts = df["contract_numbers"].astype("string").str.split(_LIST_SEP, regex=False)
+    df["contract_numbers"] = contracts.where(contracts.notna(), pd.Series([[]] * len(df))).astype(
+        "object"
+    )
+    df["updated_at"] = pd.to_datetime(df["updated_at"], utc=True, format="ISO8601")
+    return df
+
+
+def read_xref(conn: psycopg.Connection) -> pd.DataFrame:
+    """The previous xref (empty frame when there is none yet)."""
+    ensure_tables(conn)
+    table = _read_csv(
+        _copy_out(conn, f"select {', '.join(XREF_COLUMNS)} from consent.client_xref"),
+        XREF_COLUMNS,
+        {"match_probability": pa.float64()},
+    )
+    return table.to_pandas()
+
+
+def _csv_bytes(df: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False))
+    return buf.getvalue()
+
+
+def _copy_in(conn: psycopg.Connection, table: str, df: pd.DataFrame) -> None:
+    data = _csv_bytes(df)
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"copy {table} ({', '.join(df.columns)}) from stdin (format csv)") as copy,
+    ):
+        view = memoryview(data)
+        for start in range(0, len(view), 8 << 20):
+            copy.write(view[start : start + (8 << 20)])
+
+
+def _typed(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    out = df.reindex(columns=list(columns)).copy()
+    for c in out.columns:
+        if c == "match_probability":
+            out[c] = out[c].astype("float64")
+        elif c == "same_client":
+            out[c] = out[c].astype("boolean")
+        elif c == "source_record_count":
+            out[c] = out[c].astype("Int64")
+        elif c == "birth_date":
+            out[c] = pd.to_datetime(out[c], errors="coerce").dt.date
+            out[c] = out[c].astype("object").where(out[c].notna(), None)
+        elif c == "updated_at":
+            out[c] = pd.to_datetime(out[c], utc=True, errors="coerce").astype("datetime64[us, UTC]")
+        else:
+            out[c] = out[c].astype("string")
+    return out
+
+
+def write_results(
+    conn: psycopg.Connection,
+    xref: pd.DataFrame,
+    golden: pd.DataFrame,
+    ambiguous: pd.DataFrame,
+) -> dict[str, int]:
+    """Replace the three identity tables in one transaction (truncate + COPY)."""
+    frames = {
+        "consent.client_xref": _typed(xref, XREF_COLUMNS),
+        "consent.golden_client": _typed(golden, GOLDEN_COLUMNS),
+        "consent.identity_ambiguous_matches": _typed(ambiguous, AMBIGUOUS_COLUMNS),
+    }
+    with conn.transaction():
+        ensure_tables(conn)
+        conn.execute(f"truncate {', '.join(frames)}")
+        for table, df in frames.items():
+            if len(df):
+                _copy_in(conn, table, df)
+    return {table.split(".")[1]: len(df) for table, df in frames.items()}
