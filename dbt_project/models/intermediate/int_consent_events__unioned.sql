@@ -83,7 +83,7 @@ select
         when action = 'revoke' and doubt_reason = 'unknown_consent_code'
             then 'unknown_consent_code_honoured_as_all_marketing'
         when failed_validation is not null and action = 'grant'
-            then concat_ws('; ', doubt_reason, 'failed validation: ' || failed_validation)
+            then coalesce(doubt_reason, 'failed validation: ' || failed_validation)
         when failed_validation is not null
             then concat_ws('; ', doubt_reason, 'flagged by validation (' || failed_validation
                 || '), honoured')
