@@ -265,9 +265,7 @@ def test_a_crash_mid_batch_leaves_nothing_and_the_next_run_loads_it(conn, exampl
     assert _count(conn, "crm_clients") == 3
 
 
-def test_generated_feeds_reconcile_and_only_the_deliberately_bad_rows_are_rejected(
-    conn, tmp_path
-):
+def test_generated_feeds_reconcile_and_only_the_deliberately_bad_rows_are_rejected(conn, tmp_path):
     import csv
 
     from sources.generator import GeneratorConfig, generate
