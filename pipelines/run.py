@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import psycopg
@@ -41,13 +41,30 @@ class RunSummary:
         return not self.batches_failed and self.transform_ok is not False
 
 
-def export_settings(settings: Settings, url: str) -> None:
-    """Jobs run in this process read their resources from the environment: point it at ours."""
-    os.environ["CONSENT_HOME"] = str(settings.home)
-    os.environ["CONSENT_LANDING_DIR"] = str(settings.landing_dir)
-    os.environ["CONSENT_DATABASE_URL"] = url if not settings.uses_embedded_server else ""
-    if settings.uses_embedded_server:
-        os.environ.pop("CONSENT_DATABASE_URL")
+@contextlib.contextmanager
+def exported_settings(settings: Settings, url: str) -> Iterator[None]:
+    """Jobs run in this process read their resources from the environment: point it at ours
+    for the duration of the run, then put the caller's environment back."""
+    values = {
+        "CONSENT_HOME": str(settings.home),
+        "CONSENT_LANDING_DIR": str(settings.landing_dir),
+        "CONSENT_DATABASE_URL": None if settings.uses_embedded_server else url,
+        "DAGSTER_HOME": str(settings.dagster_home),
+    }
+    previous = {key: os.environ.get(key) for key in values}
+    try:
+        _set_environment(values)
+        yield
+    finally:
+        _set_environment(previous)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def prepare_dagster_home(settings: Settings) -> None:
@@ -91,10 +108,14 @@ def run_pipeline(
 ) -> RunSummary:
     """Ingest every pending batch, then transform; never raises for a bad batch."""
     started = time.perf_counter()
-    prepare_dagster_home(settings)
-    summary = RunSummary()
     url = database_url(settings)
-    export_settings(settings, url)
+    with exported_settings(settings, url):
+        prepare_dagster_home(settings)
+        return _run_pipeline(settings, url, started, on_step, on_total)
+
+
+def _run_pipeline(settings, url, started, on_step, on_total) -> RunSummary:
+    summary = RunSummary()
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         pending = pending_batches(conn, settings)
