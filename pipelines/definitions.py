@@ -3,6 +3,7 @@
 from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
+from assets.calendar import production_calendar
 from assets.consent_checks import matches_generator_expected_statuses
 from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
@@ -15,7 +16,14 @@ from pipelines.sensors import landing_zone_sensor
 from pipelines.settings import dbt_executable
 
 defs = Definitions(
-    assets=[*INGEST_ASSETS.values(), phone_numbers, *DBT_ASSETS, *QUALITY_ASSETS, *IDENTITY_ASSETS],
+    assets=[
+        *INGEST_ASSETS.values(),
+        phone_numbers,
+        production_calendar,
+        *DBT_ASSETS,
+        *QUALITY_ASSETS,
+        *IDENTITY_ASSETS,
+    ],
     asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
     jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
     sensors=[landing_zone_sensor],

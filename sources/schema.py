@@ -90,6 +90,14 @@ create table if not exists consent.identity_ambiguous_matches (
     same_client        boolean
 );
 
+-- The Russian production calendar (filled by assets/calendar.py from the holidays package).
+create table if not exists consent.production_calendar (
+    day              date primary key,
+    is_working_day   boolean not null,
+    working_day_seq  integer not null,
+    holiday_name     text
+);
+
 comment on column consent.dq_rejections.raw_record is
     'The row as read (personal data: DPO only), kept so a doubtful revocation is still honoured.';
 """

@@ -1,0 +1,103 @@
+"""Reports as stories: revocation deadlines on the Russian production calendar, conflicts."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+
+import psycopg
+import pytest
+
+from assets.calendar import calendar_rows, write_calendar
+from pipelines.dbt_cli import run_dbt
+from tests.conftest import EXAMPLES, fresh_database, load_and_stage
+
+TICKET = (
+    "{id},{received},revoke_consent,Ким В.,1975-04-19,8 903 555 00 11,,,KR-2024-0007,"
+    "marketing,all,https://scans.example.ru/letters/{id}.pdf,\n"
+)
+LETTERS = {  # ticket -> (received, batch it arrives in)
+    "HD-20": ("2024-12-26T16:00:00", "2025-02-01"),  # over the New Year holidays, loaded late
+    "HD-30": ("2024-12-20T09:00:00", "2025-01-10"),  # a working Saturday on the way
+    "HD-40": ("2025-12-29T11:00:00", "2026-01-12"),  # the 2026 New Year holidays
+    "HD-50": ("2024-04-26T18:30:00", "2024-05-02"),  # May holidays, working Saturday 27 April
+}
+
+
+@pytest.fixture(scope="module")
+def reports(server_url, tmp_path_factory):
+    landing = tmp_path_factory.mktemp("reports") / "landing"
+    shutil.copytree(EXAMPLES, landing)
+    header = (EXAMPLES / "helpdesk" / "2024-06-03" / "tickets.csv").read_text().splitlines()[0]
+    for ticket, (received, batch) in LETTERS.items():
+        folder = landing / "helpdesk" / batch
+        folder.mkdir(exist_ok=True)
+        path = folder / "tickets.csv"
+        if not path.exists():
+            path.write_text(header + "\n", encoding="utf-8")
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(TICKET.format(id=ticket, received=received))
+        (folder / "_SUCCESS").touch()
+    with fresh_database(server_url) as url:
+        load_and_stage(url, landing)
+        with psycopg.connect(url, autocommit=True) as conn:
+            write_calendar(conn, 2030)
+            conn.execute(
+                "insert into consent.client_xref (source, source_record_id, client_id) "
+                "select 'helpdesk', ticket_id, 'C-VIKTOR' from staging.stg_helpdesk__tickets"
+            )
+        run_dbt(url, "build", "--select", "intermediate", "marts")
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+
+
+def test_the_calendar_knows_substituted_days_off_and_working_saturdays():
+    days = {day: working for day, working, _, _ in calendar_rows(2024, 2025)}
+    assert days[date(2024, 12, 28)] is True  # a Saturday made a working day
+    assert days[date(2024, 12, 30)] is False  # moved off that Saturday
+    assert days[date(2024, 12, 31)] is False  # moved off 7 January
+    assert not any(days[date(2025, 1, d)] for d in range(1, 9))
+    assert days[date(2025, 1, 9)] is True
+
+
+def test_revocation_deadlines_are_ten_working_days_on_the_production_calendar(reports):
+    rows = dict(
+        reports.execute(
+            "select request_id, deadline_day from consent.report_revocation_deadlines "
+            "where source = 'helpdesk'"
+        ).fetchall()
+    )
+    assert rows == {
+        "HD-10": date(2024, 6, 18),  # the worked example: Russia Day skipped
+        "HD-20": date(2025, 1, 20),  # 27 Dec, Sat 28 Dec, then 9 January onwards
+        "HD-30": date(2025, 1, 14),
+        "HD-40": date(2026, 1, 22),  # 30 Dec, then nothing until 12 January
+        "HD-50": date(2024, 5, 16),  # Sat 27 April works, 1 and 9-10 May do not
+    }
+
+
+def test_each_request_says_whether_it_was_applied_in_time(reports):
+    states = dict(
+        reports.execute(
+            "select request_id, state from consent.report_revocation_deadlines "
+            "where source = 'helpdesk'"
+        ).fetchall()
+    )
+    # HD-20 reached the golden tables with the batch of 1 February, after its 20 January deadline
+    assert states == {
+        "HD-10": "on_time",
+        "HD-20": "late",
+        "HD-30": "on_time",
+        "HD-40": "on_time",
+        "HD-50": "on_time",
+    }
+
+
+def test_grants_with_a_wording_that_does_not_match_are_reported_as_conflicts(reports):
+    # the worked example has none; a clean catalog yields an empty report, not an error
+    assert (
+        reports.execute(
+            "select count(*) from consent.report_conflicts where conflict_type = 'wording_mismatch'"
+        ).fetchone()[0]
+        == 0
+    )
