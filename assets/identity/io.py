@@ -19,6 +19,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from sources.schema import ensure_schema
+
 #: separator of contract numbers inside one CSV field (never in a contract number)
 _LIST_SEP = "\x1f"
 
@@ -146,44 +148,10 @@ AMBIGUOUS_COLUMNS = [
     "same_client",
 ]
 
-# The same definitions as sources/schema.py (whichever runs first creates them).
-DDL = """
-create schema if not exists consent;
-create table if not exists consent.client_xref (
-    source            text not null,
-    source_record_id  text not null,
-    client_id         text not null,
-    match_probability double precision,
-    record_hash       text,
-    primary key (source, source_record_id)
-);
-create index if not exists client_xref_client on consent.client_xref (client_id);
-create table if not exists consent.golden_client (
-    client_id           text primary key,
-    last_name           text,
-    first_name          text,
-    middle_name         text,
-    birth_date          date,
-    phone               text,
-    email               text,
-    source_record_count integer,
-    updated_at          timestamptz
-);
-create table if not exists consent.identity_ambiguous_matches (
-    source_l           text,
-    source_record_id_l text,
-    client_id_l        text,
-    source_r           text,
-    source_record_id_r text,
-    client_id_r        text,
-    match_probability  double precision,
-    same_client        boolean
-);
-"""
-
 
 def ensure_tables(conn: psycopg.Connection) -> None:
-    conn.execute(DDL)
+    """The identity tables are part of the schema ingestion creates (sources/schema.py)."""
+    ensure_schema(conn)
 
 
 def _copy_out(conn: psycopg.Connection, query: str) -> bytes:
