@@ -3,7 +3,9 @@
 from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
+from assets.access import database_roles
 from assets.calendar import production_calendar
+from assets.change_feed import consent_change_feed
 from assets.consent_checks import matches_generator_expected_statuses
 from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
@@ -23,6 +25,8 @@ defs = Definitions(
         *DBT_ASSETS,
         *QUALITY_ASSETS,
         *IDENTITY_ASSETS,
+        consent_change_feed,
+        database_roles,
     ],
     asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
     jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
