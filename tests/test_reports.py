@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import psycopg
 import pytest
 
 from assets.calendar import calendar_rows, write_calendar
+from pipelines.answers import MOSCOW
 from pipelines.dbt_cli import run_dbt
 from tests.conftest import EXAMPLES, fresh_database, load_and_stage
 
@@ -22,6 +25,44 @@ LETTERS = {  # ticket -> (received, batch it arrives in)
     "HD-40": ("2025-12-29T11:00:00", "2026-01-12"),  # the 2026 New Year holidays
     "HD-50": ("2024-04-26T18:30:00", "2024-05-02"),  # May holidays, working Saturday 27 April
 }
+
+
+def _three_years_before(moment: datetime) -> datetime:
+    """36 calendar months earlier (29 February falls back to the 28th)."""
+    day = min(moment.day, 28) if moment.month == 2 else moment.day
+    return moment.replace(year=moment.year - 3, day=day)
+
+
+def _email_consent(event_id: str, account: str, at: datetime) -> str:
+    wording = "Согласен получать рекламные письма."
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "occurred_at": at.isoformat(),
+            "event_type": "consent_given",
+            "account_id": account,
+            "person": {
+                "last_name": "Petrova",
+                "first_name": "Anna",
+                "middle_name": None,
+                "birth_date": "1990-01-01",
+                "phone": None,
+                "email": None,
+            },
+            "consents": [
+                {
+                    "consent_code": "ads_email",
+                    "granted": True,
+                    "wording_version": "1",
+                    "wording_sha256": hashlib.sha256(wording.encode()).hexdigest(),
+                }
+            ],
+            "form_id": "signup",
+            "confirmation": "email_link",
+            "ip": None,
+            "evidence_url": f"https://logs.example.ru/{event_id}",
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +79,25 @@ def reports(server_url, tmp_path_factory):
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(TICKET.format(id=ticket, received=received))
         (folder / "_SUCCESS").touch()
+    # two e-mail consents (36-month term): one ends in 10 days, one ended 10 days ago
+    today = datetime.now(MOSCOW).replace(microsecond=0, tzinfo=None)
+    events = [
+        _email_consent("EXP-1", "ACC-701", _three_years_before(today + timedelta(days=10))),
+        _email_consent("EXP-2", "ACC-702", _three_years_before(today - timedelta(days=10))),
+    ]
+    web = landing / "web" / today.strftime("%Y-%m-%d")
+    web.mkdir()
+    (web / "events.jsonl").write_text("\n".join(events) + "\n", encoding="utf-8")
+    (web / "_SUCCESS").touch()
     with fresh_database(server_url) as url:
         load_and_stage(url, landing)
         with psycopg.connect(url, autocommit=True) as conn:
             write_calendar(conn, 2030)
             conn.execute(
                 "insert into consent.client_xref (source, source_record_id, client_id) "
-                "select 'helpdesk', ticket_id, 'C-VIKTOR' from staging.stg_helpdesk__tickets"
+                "select 'helpdesk', ticket_id, 'C-VIKTOR' from staging.stg_helpdesk__tickets "
+                "union all select 'web', account_id, 'C-' || account_id "
+                "from staging.stg_web__events group by account_id"
             )
         run_dbt(url, "build", "--select", "intermediate", "marts")
         with psycopg.connect(url, autocommit=True) as conn:
@@ -101,3 +154,14 @@ def test_grants_with_a_wording_that_does_not_match_are_reported_as_conflicts(rep
         ).fetchone()[0]
         == 0
     )
+
+
+def test_consents_expiring_soon_and_just_expired_are_reported_with_their_source(reports):
+    rows = reports.execute(
+        "select source_record_id, state, process, event_id from consent.report_expiring "
+        "where source = 'web' order by 1"
+    ).fetchall()
+    assert rows == [
+        ("ACC-701", "expiring", "web_form", "web:EXP-1#0"),
+        ("ACC-702", "expired", "web_form", "web:EXP-2#0"),
+    ]
