@@ -7,6 +7,7 @@ from assets.access import database_roles
 from assets.calendar import production_calendar
 from assets.change_feed import consent_change_feed
 from assets.consent_checks import matches_generator_expected_statuses
+from assets.exports import report_csv_exports
 from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
 from assets.quality import QUALITY_ASSETS  # issue 6: form validation (GX) + asset checks
@@ -27,6 +28,7 @@ defs = Definitions(
         *IDENTITY_ASSETS,
         consent_change_feed,
         database_roles,
+        report_csv_exports,
     ],
     asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
     jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],

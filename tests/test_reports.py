@@ -165,3 +165,13 @@ def test_consents_expiring_soon_and_just_expired_are_reported_with_their_source(
         ("ACC-701", "expiring", "web_form", "web:EXP-1#0"),
         ("ACC-702", "expired", "web_form", "web:EXP-2#0"),
     ]
+
+
+def test_every_report_is_exported_as_csv_for_dpos(reports, tmp_path):
+    from assets.exports import export_reports
+
+    rows = export_reports(reports, tmp_path)
+    assert set(rows) == {"report_expiring", "report_conflicts", "report_revocation_deadlines"}
+    deadlines = (tmp_path / "report_revocation_deadlines.csv").read_text().splitlines()
+    assert deadlines[0].startswith("request_id,client_id,source,source_record_id")
+    assert len(deadlines) == rows["report_revocation_deadlines"] + 1
