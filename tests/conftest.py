@@ -27,6 +27,16 @@ if not EXAMPLES.exists():  # a clone next to shared/, wherever it lives
 
 _EXTERNAL_URL = os.environ.get("CONSENT_DATABASE_URL")
 
+# who is who in the worked example (for tests about derivation, not identity resolution)
+EXAMPLE_XREF = [
+    ("crm", "K-1", "C-MARIA"),
+    ("crm", "K-3", "C-MARIA"),
+    ("web", "ACC-501", "C-MARIA"),
+    ("crm", "K-2", "C-VIKTOR"),
+    ("helpdesk", "HD-10", "C-VIKTOR"),
+    ("partner", "BETA:B-77", "C-VIKTOR"),
+]
+
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:

@@ -9,17 +9,7 @@ import pytest
 
 from pipelines.catalog_preview import preview_catalog
 from pipelines.dbt_cli import run_dbt
-from tests.conftest import EXAMPLES, fresh_database, load_and_stage
-
-# who is who in the worked example (identity is not what this test is about)
-XREF = [
-    ("crm", "K-1", "C-MARIA"),
-    ("crm", "K-3", "C-MARIA"),
-    ("web", "ACC-501", "C-MARIA"),
-    ("crm", "K-2", "C-VIKTOR"),
-    ("helpdesk", "HD-10", "C-VIKTOR"),
-    ("partner", "BETA:B-77", "C-VIKTOR"),
-]
+from tests.conftest import EXAMPLE_XREF, EXAMPLES, fresh_database, load_and_stage
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +20,7 @@ def derived(server_url):
             cur.executemany(
                 "insert into consent.client_xref (source, source_record_id, client_id) "
                 "values (%s, %s, %s)",
-                XREF,
+                EXAMPLE_XREF,
             )
         run_dbt(url, "run", "--select", "intermediate", "marts")
         yield url

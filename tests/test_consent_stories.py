@@ -21,6 +21,7 @@ import pytest
 from pipelines.answers import MOSCOW, can_contact
 from pipelines.run import run_pipeline
 from pipelines.settings import Settings
+from sources import crm, helpdesk, partner
 from tests.conftest import fresh_database
 
 WORDINGS = {
@@ -54,63 +55,12 @@ def _batch(root: Path, source: str, batch_id: str, files: dict[str, str]) -> Non
     (folder / "_SUCCESS").touch()
 
 
-CLIENT_HEADER = [
-    "crm_client_id",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "birth_date",
-    "phone",
-    "email",
-    "passport",
-    "address",
-    "updated_at",
-]
-CONTRACT_HEADER = [
-    "contract_id",
-    "crm_client_id",
-    "contract_number",
-    "system_code",
-    "product_type",
-    "product_name",
-    "signed_at",
-    "closed_at",
-    "branch_code",
-    "scan_url",
-]
-FLAG_HEADER = ["crm_client_id", "contract_id", "flag_code", "value", "set_at", "set_by", "scan_url"]
-TICKET_HEADER = [
-    "ticket_id",
-    "received_at",
-    "request_type",
-    "fio",
-    "birth_date",
-    "phone",
-    "email",
-    "passport",
-    "contract_number",
-    "scope_purposes",
-    "scope_channels",
-    "letter_scan_url",
-    "closed_at",
-]
-PARTNER_HEADER = [
-    "partner_code",
-    "partner_client_id",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "birth_date",
-    "phone",
-    "email",
-    "consent_code",
-    "granted",
-    "obtained_at",
-    "valid_until",
-    "restricted_channels",
-    "agreement_id",
-    "evidence_url",
-]
+# headers as the contract declares them (sources/*.py)
+CLIENT_HEADER = crm.CLIENTS.column_names
+CONTRACT_HEADER = crm.CONTRACTS.column_names
+FLAG_HEADER = crm.CONSENT_FLAGS.column_names
+TICKET_HEADER = helpdesk.TICKETS.column_names
+PARTNER_HEADER = partner.PARTNER_CLIENTS.column_names
 
 
 def _catalog(root: Path) -> None:

@@ -12,17 +12,9 @@ from assets.access import apply_grants
 from assets.change_feed import publish_changes, write_change_file
 from pipelines.dbt_cli import run_dbt
 from sources.loader import load_batch
-from tests.conftest import EXAMPLES, fresh_database, load_and_stage
+from tests.conftest import EXAMPLE_XREF, EXAMPLES, fresh_database, load_and_stage
 
-XREF = [
-    ("crm", "K-1", "C-MARIA"),
-    ("crm", "K-3", "C-MARIA"),
-    ("web", "ACC-501", "C-MARIA"),
-    ("crm", "K-2", "C-VIKTOR"),
-    ("helpdesk", "HD-10", "C-VIKTOR"),
-    ("partner", "BETA:B-77", "C-VIKTOR"),
-    ("helpdesk", "HD-11", "C-MARIA"),
-]
+XREF = [*EXAMPLE_XREF, ("helpdesk", "HD-11", "C-MARIA")]
 LETTER = (
     "HD-11,2025-03-03T09:00:00,revoke_consent,Соколова М.А.,1988-11-02,+79035551234,,,,"
     "marketing,email,https://scans.example.ru/letters/HD-11.pdf,\n"
