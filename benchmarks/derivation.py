@@ -25,8 +25,7 @@ from assets.consent_checks import compare_expected_statuses
 from benchmarks.common import peak_rss_mib, scratch_database
 from pipelines.answers import CHANNELS, segment
 from pipelines.dbt_cli import run_dbt
-from sources.landing import all_complete_batches
-from sources.loader import load_batch
+from sources.loader import load_landing_zone
 from sources.phones import refresh_phone_numbers
 from sources.schema import ensure_schema
 
@@ -44,8 +43,7 @@ def prepare(url: str, landing: Path) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         started = time.perf_counter()
-        for batch in all_complete_batches(landing):
-            load_batch(conn, batch.source, batch.path)
+        load_landing_zone(conn, landing)
         timings["ingest_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         refresh_phone_numbers(conn)

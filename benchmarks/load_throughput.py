@@ -21,7 +21,7 @@ from psycopg import sql
 from benchmarks.common import peak_rss_mib, scratch_database, server_backend_peak_mib
 from sources import SOURCES
 from sources.landing import all_complete_batches
-from sources.loader import load_batch
+from sources.loader import load_landing_zone
 from sources.schema import ensure_schema
 
 
@@ -66,12 +66,10 @@ def ingestion(url: str, landing: Path) -> tuple[int, int, float, float | None]:
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         started = time.perf_counter()
-        read = rejected = 0
-        for batch in all_complete_batches(landing):
-            result = load_batch(conn, batch.source, batch.path)
-            read += result.rows_read
-            rejected += result.rows_rejected
+        results = load_landing_zone(conn, landing)
         seconds = time.perf_counter() - started
+        read = sum(r.rows_read for r in results)
+        rejected = sum(r.rows_rejected for r in results)
         return read, rejected, seconds, server_backend_peak_mib(conn)
 
 
