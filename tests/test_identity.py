@@ -12,23 +12,9 @@ import pandas as pd
 import pytest
 
 from assets.identity import DEFAULT_MODEL_PATH, golden_fields, pairwise_scores, resolve
-from assets.identity.features import parse_fio, prepare, skeleton
+from assets.identity.features import INPUT_COLUMNS, parse_fio, prepare, skeleton
 
-COLUMNS = [
-    "source",
-    "source_record_id",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "fio",
-    "birth_date",
-    "phone_e164",
-    "email",
-    "passport_digits",
-    "address",
-    "contract_numbers",
-    "updated_at",
-]
+COLUMNS = INPUT_COLUMNS
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:

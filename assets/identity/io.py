@@ -19,6 +19,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from assets.identity.features import INPUT_COLUMNS
 from sources.schema import ensure_schema
 
 #: separator of contract numbers inside one CSV field (never in a contract number)
@@ -27,22 +28,7 @@ _LIST_SEP = "\x1f"
 #: the original spelling of the names travels next to the matching form (golden_client shows it)
 ORIGINAL_NAME_COLUMNS = ["last_name_orig", "first_name_orig", "middle_name_orig"]
 
-RECORD_COLUMNS = [
-    "source",
-    "source_record_id",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "fio",
-    "birth_date",
-    "phone_e164",
-    "email",
-    "passport_digits",
-    "address",
-    "contract_numbers",
-    "updated_at",
-    *ORIGINAL_NAME_COLUMNS,
-]
+RECORD_COLUMNS = [*INPUT_COLUMNS, *ORIGINAL_NAME_COLUMNS]
 
 #: the staging models the frame is built from (the identity asset's upstream)
 STAGING_MODELS = [
