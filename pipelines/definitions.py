@@ -10,8 +10,10 @@ from assets.consent_checks import matches_generator_expected_statuses
 from assets.exports import report_csv_exports
 from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
+from assets.notifications import email_digest
 from assets.quality import QUALITY_ASSETS  # issue 6: form validation (GX) + asset checks
 from assets.transform import DBT_ASSETS, dbt_project
+from pipelines.alerts import run_failure_alert
 from pipelines.jobs import INGEST_JOBS, TRAIN_IDENTITY_JOB, TRANSFORM_JOB
 from pipelines.resources import ConsentCenterResource
 from pipelines.schedules import daily_transform
@@ -29,10 +31,11 @@ defs = Definitions(
         consent_change_feed,
         database_roles,
         report_csv_exports,
+        email_digest,
     ],
     asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
     jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
-    sensors=[landing_zone_sensor],
+    sensors=[landing_zone_sensor, run_failure_alert],
     schedules=[daily_transform],
     resources={
         "consent_center": ConsentCenterResource(),
