@@ -49,7 +49,9 @@ def compare_expected_statuses(conn: psycopg.Connection, expected_csv: Path) -> d
     mismatches = {
         f"{r[0]} -> {r[1]}": {"count": r[2], "examples": r[3]} for r in rows if r[0] != r[1]
     }
-    return {"questions": total, "matched": matched, "mismatches": mismatches}
+    # the dangerous disagreements: the product would contact someone the truth says it may not
+    unsafe = sum(r[2] for r in rows if r[1] == "granted" and r[0] != "granted")
+    return {"questions": total, "matched": matched, "unsafe": unsafe, "mismatches": mismatches}
 
 
 @asset_check(
@@ -74,6 +76,7 @@ def matches_generator_expected_statuses(
         metadata={
             "questions": result["questions"],
             "matched": result["matched"],
+            "unsafe_answers": result["unsafe"],
             "agreement": MetadataValue.float(round(agreement, 6)),
             "mismatches": MetadataValue.json(result["mismatches"]),
         },

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -25,6 +26,7 @@ from assets.consent_checks import compare_expected_statuses
 from benchmarks.common import peak_rss_mib, scratch_database
 from pipelines.answers import CHANNELS, segment
 from pipelines.dbt_cli import run_dbt
+from pipelines.settings import DBT_PROJECT_DIR
 from sources.loader import load_landing_zone
 from sources.phones import refresh_phone_numbers
 from sources.schema import ensure_schema
@@ -36,6 +38,14 @@ def _dbt(url: str, *args: str) -> float:
     started = time.perf_counter()
     run_dbt(url, *args)
     return time.perf_counter() - started
+
+
+def model_seconds() -> dict[str, float]:
+    """Per-model build times of the last dbt invocation (dbt's own run_results.json)."""
+    target = Path(os.environ.get("DBT_TARGET_PATH") or DBT_PROJECT_DIR / "target")
+    results = json.loads((target / "run_results.json").read_text())
+    timings = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}
+    return {name: round(t, 1) for name, t in sorted(timings.items(), key=lambda kv: -kv[1])}
 
 
 def prepare(url: str, landing: Path) -> dict:
@@ -129,17 +139,26 @@ def main() -> None:
     parser.add_argument("--feeds", type=Path)
     parser.add_argument("--lookups", type=int, default=10_000)
     parser.add_argument("--segment", type=int, default=100_000)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch database (its name is printed)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cc-derive-") as scratch:
+        # dbt's own artefacts go to the scratch folder: other dbt runs in the checkout stay apart
+        os.environ["DBT_TARGET_PATH"] = str(Path(scratch) / "target")
+        os.environ["DBT_LOG_PATH"] = str(Path(scratch) / "logs")
         landing = args.feeds
         if landing is None:
             from sources.generator import GeneratorConfig, generate
 
             landing = Path(scratch) / "landing"
             generate(landing, GeneratorConfig(clients=args.clients, seed=1))
-        with scratch_database() as url:
+        with scratch_database(keep=args.keep) as url:
+            if args.keep:
+                print(f"database kept: {url}", flush=True)
             result = prepare(url, landing)
             result["derivation_seconds"] = _dbt(url, "run", "--select", *CONSENT_MODELS)
+            result["model_seconds"] = model_seconds()
             with psycopg.connect(url, autocommit=True) as conn:
                 result["consent_events"] = conn.execute(
                     "select count(*) from consent.consent_event"

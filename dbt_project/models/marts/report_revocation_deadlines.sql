@@ -19,6 +19,8 @@ with requests as (
         min(loaded_at)                                as loaded_at
     from {{ ref('consent_event') }}
     where action in ('revoke', 'restrict') and source <> 'partner' and is_counted
+      -- a revocation also honoured for a possible identity match is the same request
+      and doubt_reason is distinct from 'possible_match_revocation_honoured'
     group by source, source_record_id, client_id, effective_at
 ),
 

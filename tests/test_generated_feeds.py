@@ -1,0 +1,130 @@
+"""The whole product on generated feeds, checked against the generator's truth.
+
+One `consent-center run` (real ingestion, dbt, splink, GX, reports) over a generated landing
+zone of a few thousand clients; then the answers and reports are compared with what the
+generator knows: every sampled expected status must match (DESIGN section 7 through real
+identity resolution), every request in the helpdesk feed must be in the deadline report with
+a deadline on the production calendar, and the reports reach the DPOs' folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from assets.consent_checks import compare_expected_statuses
+from sources.generator import GeneratorConfig, generate
+
+REQUESTS = ("revoke_consent", "restrict_processing", "erase_data")
+
+
+@pytest.fixture(scope="module")
+def generated_run(server_url, tmp_path_factory):
+    from tests.conftest import fresh_database
+
+    root = tmp_path_factory.mktemp("generated")
+    landing = root / "landing"
+    generate(landing, GeneratorConfig(clients=1_500, seed=21))
+    with fresh_database(server_url) as url:
+        env = {
+            **os.environ,
+            "CONSENT_HOME": str(root / "home"),
+            "CONSENT_LANDING_DIR": str(landing),
+            "CONSENT_DATABASE_URL": url,
+            "COLUMNS": "120",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield landing, root / "home", conn, done.stdout
+
+
+def _loaded_tickets(landing: Path) -> dict[str, str]:
+    """ticket_id -> request_type of every helpdesk row the generator did not write broken."""
+    with open(landing / "truth" / "bad_rows.csv", encoding="utf-8") as handle:
+        bad = {
+            (r["batch_id"], r["line_number"])
+            for r in csv.DictReader(handle)
+            if r["source"] == "helpdesk" and r["stage"] == "ingest"
+        }
+    tickets = {}
+    for path in sorted(landing.glob("helpdesk/*/tickets.csv")):
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                if (path.parent.name, str(reader.line_num)) not in bad:
+                    tickets[row["ticket_id"]] = row["request_type"]
+    return tickets
+
+
+def test_no_answer_allows_a_contact_the_truth_forbids(generated_run):
+    """Through real identity resolution some records cannot be tied to their person (a partner
+    record with only a name and a phone, a web account with only a name and an e-mail): those
+    answers may differ from the truth, but only towards caution, never towards a contact."""
+    landing, _, conn, _ = generated_run
+    agreement = compare_expected_statuses(conn, landing / "truth" / "expected_status.csv")
+    assert agreement["questions"] > 300
+    assert agreement["unsafe"] == 0, agreement["mismatches"]
+    assert agreement["matched"] >= 0.99 * agreement["questions"], agreement["mismatches"]
+
+
+def test_every_revocation_and_erase_request_has_a_working_day_deadline(generated_run):
+    landing, _, conn, _ = generated_run
+    requests = {t for t, kind in _loaded_tickets(landing).items() if kind in REQUESTS}
+    rows = conn.execute(
+        """
+        select r.request_id, r.received_at, r.deadline_day, c.is_working_day, r.state
+        from consent.report_revocation_deadlines r
+        left join consent.production_calendar c on c.day = r.deadline_day
+        where r.source = 'helpdesk'
+        """
+    ).fetchall()
+    reported = {r[0] for r in rows}
+    assert requests and requests <= reported
+    for request_id, received_at, deadline_day, working, state in rows:
+        assert working, request_id
+        # 10 working days: at least two weeks, never more than a month even over New Year
+        assert received_at.date() + timedelta(days=12) <= deadline_day, request_id
+        assert deadline_day <= received_at.date() + timedelta(days=31), request_id
+        assert state in ("on_time", "late", "open")
+
+
+def test_expiring_report_agrees_with_the_golden_table(generated_run):
+    _, _, conn, _ = generated_run
+    wrong = conn.execute(
+        """
+        select count(*) from consent.report_expiring r
+        left join consent.golden_consent g using (client_id, purpose, channel, partner_code)
+        where (r.state = 'expiring' and (g.status is distinct from 'granted'
+                                         or g.valid_until is distinct from r.expires_at))
+           or (r.state = 'expired' and r.expires_at > now())
+        """
+    ).fetchone()[0]
+    assert wrong == 0
+
+
+def test_the_reports_and_the_change_feed_reach_their_readers(generated_run):
+    _, home, conn, _ = generated_run
+    for report in ("report_expiring", "report_conflicts", "report_revocation_deadlines"):
+        path = home / "reports" / f"{report}.csv"
+        assert path.exists(), report
+        rows = conn.execute(f"select count(*) from consent.{report}").fetchone()[0]
+        assert len(path.read_text(encoding="utf-8").splitlines()) == rows + 1
+    changes, golden = conn.execute(
+        "select (select count(*) from consent.consent_change), "
+        "(select count(*) from consent.golden_consent)"
+    ).fetchone()
+    assert changes >= golden > 0
