@@ -14,65 +14,75 @@
         {'columns': ['client_id']},
     ],
 ) }}
-with events as (
-    select
-        e.event_id,
-        x.client_id,
-        e.consent_code,
-        e.purpose,
-        e.channel,
-        e.partner_code,
-        e.action,
-        e.effective_at,
-        e.valid_until,
-        e.wording_version,
-        e.contract_number,
-        e.source,
-        e.source_record_id,
-        e.process,
-        e.evidence_url,
-        e.evidence_level,
-        b.finished_at                                          as loaded_at,
-        e.is_counted,
-        e.doubt_reason,
-        e.detail,
-        e.batch_id,
-        e.file_name,
-        e.line_number
-    from {{ ref('int_consent_events__unioned') }} e
-    left join {{ source('identity', 'client_xref') }} x
-        on x.source = e.source and x.source_record_id = e.source_record_id
-    left join {{ source('quality', 'ingest_batches') }} b
-        on b.source = e.source and b.batch_id = e.batch_id
+with possible_matches as (
+    -- record pairs splink kept apart with a doubt: each side may be the other side's client
+    select source_l as source, source_record_id_l as source_record_id,
+           client_id_r as other_client_id, max(match_probability) as match_probability
+    from {{ source('identity', 'identity_ambiguous_matches') }}
+    where not same_client and client_id_l <> client_id_r
+    group by 1, 2, 3
+    union all
+    select source_r, source_record_id_r, client_id_l, max(match_probability)
+    from {{ source('identity', 'identity_ambiguous_matches') }}
+    where not same_client and client_id_l <> client_id_r
+    group by 1, 2, 3
 ),
 
-possible_matches as (
-    select source_l as source, source_record_id_l as source_record_id,
-           client_id_r as other_client_id, match_probability
-    from {{ source('identity', 'identity_ambiguous_matches') }}
-    where not same_client and client_id_l <> client_id_r
-    union
-    select source_r, source_record_id_r, client_id_l, match_probability
-    from {{ source('identity', 'identity_ambiguous_matches') }}
-    where not same_client and client_id_l <> client_id_r
+honoured_for_possible_matches as (
+    select
+        e.event_id || '~' || m.other_client_id                 as event_id,
+        m.other_client_id                                      as client_id,
+        e.consent_code, e.purpose, e.channel, e.partner_code, e.action, e.effective_at,
+        e.valid_until, e.wording_version, e.contract_number, e.source, e.source_record_id,
+        e.process, e.evidence_url, e.evidence_level,
+        b.finished_at                                          as loaded_at,
+        e.is_counted,
+        'possible_match_revocation_honoured'::text             as doubt_reason,
+        coalesce(e.detail, '') || ' (also honoured for a possible identity match, p='
+            || round(max(m.match_probability)::numeric, 3) || ')' as detail,
+        e.batch_id, e.file_name, e.line_number
+    from {{ ref('int_consent_events__unioned') }} e
+    join possible_matches m using (source, source_record_id)
+    left join {{ source('quality', 'ingest_batches') }} b
+        on b.source = e.source and b.batch_id = e.batch_id
+    where e.action in ('revoke', 'restrict') and e.is_counted and e.source <> 'partner'
+    group by e.event_id, m.other_client_id, e.consent_code, e.purpose, e.channel,
+        e.partner_code, e.action, e.effective_at, e.valid_until, e.wording_version,
+        e.contract_number, e.source, e.source_record_id, e.process, e.evidence_url,
+        e.evidence_level, b.finished_at, e.is_counted, e.detail, e.batch_id, e.file_name,
+        e.line_number
 )
 
-select * from events
-union all
 select
-    e.event_id || '~' || m.other_client_id,
-    m.other_client_id,
-    e.consent_code, e.purpose, e.channel, e.partner_code, e.action, e.effective_at,
-    e.valid_until, e.wording_version, e.contract_number, e.source, e.source_record_id,
-    e.process, e.evidence_url, e.evidence_level, e.loaded_at, e.is_counted,
-    'possible_match_revocation_honoured',
-    coalesce(e.detail, '') || ' (honoured for a possible match of ' || e.client_id
-        || ', p=' || round(max(m.match_probability)::numeric, 3) || ')',
-    e.batch_id, e.file_name, e.line_number
-from events e
-join possible_matches m using (source, source_record_id)
-where e.action in ('revoke', 'restrict') and e.is_counted and e.source <> 'partner'
-group by e.event_id, m.other_client_id, e.consent_code, e.purpose, e.channel, e.partner_code,
-    e.action, e.effective_at, e.valid_until, e.wording_version, e.contract_number, e.source,
-    e.source_record_id, e.process, e.evidence_url, e.evidence_level, e.loaded_at, e.is_counted,
-    e.detail, e.batch_id, e.file_name, e.line_number, e.client_id
+    e.event_id,
+    x.client_id,
+    e.consent_code,
+    e.purpose,
+    e.channel,
+    e.partner_code,
+    e.action,
+    e.effective_at,
+    e.valid_until,
+    e.wording_version,
+    e.contract_number,
+    e.source,
+    e.source_record_id,
+    e.process,
+    e.evidence_url,
+    e.evidence_level,
+    b.finished_at                                          as loaded_at,
+    e.is_counted,
+    e.doubt_reason,
+    e.detail,
+    e.batch_id,
+    e.file_name,
+    e.line_number
+from {{ ref('int_consent_events__unioned') }} e
+left join {{ source('identity', 'client_xref') }} x
+    on x.source = e.source and x.source_record_id = e.source_record_id
+left join {{ source('quality', 'ingest_batches') }} b
+    on b.source = e.source and b.batch_id = e.batch_id
+
+union all
+
+select * from honoured_for_possible_matches
