@@ -20,39 +20,34 @@
 -- keys, so nothing is sorted twice (at 1M clients this is about 30 M timeline rows).
 {{ config(
     materialized='table',
-    pre_hook=["{{ large_sort_memory() }}"],
+    pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
     indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code', 'valid_from']}],
     post_hook=["{{ create_consent_status_function() }}"],
 ) }}
-with key_events as (
-    select * from {{ ref('int_consent_key_events') }}
-),
-
-timeline as (
-    -- kind_order breaks ties at one instant: ends first, then grant starts, then revocations
-    -- (so a grant and a revocation at the same instant leave the grant revoked). ts_key and
-    -- ends_key are the instants as fixed-width text, computed once per row, so that "the latest
-    -- grant" and "the grant that runs longest" are plain max() over `key || event_id`.
-    select client_id, purpose, channel, partner_code,
-           effective_at as ts, 1 as kind_order, 'grant' as kind, event_id,
-           {{ sortable_ts('effective_at') }} as ts_key, {{ sortable_ts('ends_at') }} as ends_key
-    from key_events where action = 'grant'
-    union all
-    select client_id, purpose, channel, partner_code, ends_at, 0, 'grant_end', event_id,
-           {{ sortable_ts('ends_at') }}, null
-    from key_events where action = 'grant' and ends_at < 'infinity'
-    union all
-    select client_id, purpose, channel, partner_code, effective_at, 2, action, event_id,
-           {{ sortable_ts('effective_at') }}, null
-    from key_events where action in ('revoke', 'restrict')
-    union all
-    select client_id, purpose, channel, partner_code, effective_at, 3, 'restriction_start',
-           event_id, {{ sortable_ts('effective_at') }}, null
-    from key_events where action = 'partner_restriction'
-    union all
-    select client_id, purpose, channel, partner_code, ends_at, 0, 'restriction_end', event_id,
-           {{ sortable_ts('ends_at') }}, null
-    from key_events where action = 'partner_restriction' and ends_at < 'infinity'
+with timeline as (
+    -- Each key event becomes one or two timeline rows (its start; the end of a grant or partner
+    -- restriction). kind_order breaks ties at one instant: ends first, then grant starts, then
+    -- revocations (so a grant and a revocation at the same instant leave the grant revoked),
+    -- then restriction starts. ts_key and ends_key are the instants as fixed-width text, computed
+    -- once per row, so "the latest grant" and "the grant that runs longest" are plain max() over
+    -- `key || event_id`. One scan in key order (the key index) keeps the rows grouped by key, so
+    -- PostgreSQL sorts each key's few rows in memory instead of one sort of the whole timeline.
+    select k.client_id, k.purpose, k.channel, k.partner_code, v.ts, v.kind_order, v.kind,
+           k.event_id, {{ sortable_ts('v.ts') }} as ts_key,
+           case when v.kind = 'grant' then {{ sortable_ts('k.ends_at') }} end as ends_key
+    from {{ ref('int_consent_key_events') }} k
+    cross join lateral (
+        values
+            (k.effective_at,
+             case k.action when 'grant' then 1 when 'partner_restriction' then 3 else 2 end,
+             case k.action when 'partner_restriction' then 'restriction_start'
+                           else k.action end),
+            (case when k.action in ('grant', 'partner_restriction') and k.ends_at < 'infinity'
+                  then k.ends_at end,
+             0,
+             case k.action when 'grant' then 'grant_end' else 'restriction_end' end)
+    ) as v (ts, kind_order, kind)
+    where v.ts is not null
 ),
 
 running as (
@@ -125,7 +120,9 @@ statuses as (
         from with_segment w
         where next_row_ts is distinct from ts
     ) last_at_instant
-    -- evaluated once per row here, not again inside each window function that reads it
+    -- evaluated once per row here, not again inside each window function that reads it; the
+    -- rows already come in this order, so the ORDER BY only tells the planner so
+    order by client_id, purpose, channel, partner_code, ts, kind_order, event_id
     offset 0
 ),
 

@@ -3,7 +3,7 @@
 -- run (and nightly), so consents that expire by the clock move to `expired` without new data.
 {{ config(
     materialized='table',
-    pre_hook=["{{ large_sort_memory() }}"],
+    pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
     indexes=[
         {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
         {'columns': ['purpose', 'channel', 'status']},
@@ -15,23 +15,23 @@ with current_intervals as (
     where valid_from <= now() and (valid_to is null or valid_to > now())
 ),
 
-last_revocation as (
-    select client_id, purpose, channel, partner_code, max(effective_at) as revoked_at
-    from {{ ref('int_consent_key_events') }}
-    where action in ('revoke', 'restrict') and effective_at <= now()
-    group by 1, 2, 3, 4
+key_events as (
+    -- each key's events with the latest revocation of that key so far (one pass in key order)
+    select
+        k.*,
+        max(effective_at) filter (where action in ('revoke', 'restrict') and effective_at <= now())
+            over (partition by client_id, purpose, channel, partner_code) as revoked_at
+    from {{ ref('int_consent_key_events') }} k
 ),
 
 supporting_grants as (
     -- every grant that holds the consent open now (several products can each grant it)
-    select e.client_id, e.purpose, e.channel, e.partner_code,
-           array_agg(e.event_id order by e.effective_at, e.event_id) as event_ids,
-           max(e.ends_at) as valid_until
-    from {{ ref('int_consent_key_events') }} e
-    left join last_revocation r using (client_id, purpose, channel, partner_code)
-    where e.action = 'grant' and e.effective_at <= now()
-      and e.ends_at > now()
-      and (r.revoked_at is null or e.effective_at > r.revoked_at)
+    select client_id, purpose, channel, partner_code,
+           array_agg(event_id order by effective_at, event_id) as event_ids,
+           max(ends_at) as valid_until
+    from key_events
+    where action = 'grant' and effective_at <= now() and ends_at > now()
+      and (revoked_at is null or effective_at > revoked_at)
     group by 1, 2, 3, 4
 )
 
