@@ -4,9 +4,15 @@ import psycopg
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
 from psycopg import sql
 
+from assets.depersonalisation import DEPERSONALISATION_KEY
 from pipelines.resources import ConsentCenterResource
 
-REPORTS = ("report_expiring", "report_conflicts", "report_revocation_deadlines")
+REPORTS = (
+    "report_expiring",
+    "report_conflicts",
+    "report_revocation_deadlines",
+    "report_depersonalisation",
+)
 
 
 def export_reports(conn: psycopg.Connection, folder) -> dict[str, int]:
@@ -34,7 +40,8 @@ def export_reports(conn: psycopg.Connection, folder) -> dict[str, int]:
     specs=[
         AssetSpec(
             AssetKey(["reports", "csv_exports"]),
-            deps=[AssetKey(["consent", report]) for report in REPORTS],
+            # after the depersonalisation, which marks the clients it executed `done`
+            deps=[*(AssetKey(["consent", report]) for report in REPORTS), DEPERSONALISATION_KEY],
             description="The reports as CSV files in CONSENT_HOME/reports/.",
             group_name="publish",
             kinds={"csv"},

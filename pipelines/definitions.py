@@ -7,6 +7,7 @@ from assets.access import database_roles
 from assets.calendar import production_calendar
 from assets.change_feed import consent_change_feed
 from assets.consent_checks import matches_generator_expected_statuses
+from assets.depersonalisation import depersonalisation
 from assets.exports import report_csv_exports
 from assets.identity.assets import IDENTITY_ASSETS, IDENTITY_CHECKS  # issue 4: splink
 from assets.ingest import INGEST_ASSETS, phone_numbers
@@ -29,6 +30,7 @@ defs = Definitions(
         *QUALITY_ASSETS,
         *IDENTITY_ASSETS,
         consent_change_feed,
+        depersonalisation,
         database_roles,
         report_csv_exports,
         email_digest,

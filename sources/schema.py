@@ -90,6 +90,30 @@ create table if not exists consent.identity_ambiguous_matches (
     same_client        boolean
 );
 
+-- Depersonalisation (DESIGN rule 8; written by assets/depersonalisation.py): one audit row per
+-- executed client (ids, dates and counts only) and the source records it covered, which keep
+-- their client in identity resolution. Created here so report_depersonalisation can be built,
+-- and identity can read the list, before the first execution.
+create table if not exists consent.depersonalisation_audit (
+    client_id          text        primary key,
+    request_ids        text[]      not null,
+    received_at        timestamptz,
+    allowed_from       timestamptz,
+    executed_at        timestamptz not null,
+    source_records     integer     not null,
+    rows_pseudonymised jsonb       not null default '{}',
+    reapplied_at       timestamptz,
+    rows_reapplied     jsonb       not null default '{}'
+);
+create table if not exists consent.depersonalised_records (
+    source           text        not null,
+    source_record_id text        not null,
+    client_id        text        not null,
+    pseudonym        text        not null,
+    executed_at      timestamptz not null,
+    primary key (source, source_record_id)
+);
+
 -- The Russian production calendar (filled by assets/calendar.py from the holidays package).
 create table if not exists consent.production_calendar (
     day              date primary key,

@@ -35,7 +35,8 @@ from pipelines.settings import Settings
 from . import io as identity_io
 from .charts import write_charts
 from .evaluation import pairwise_scores
-from .resolve import DEFAULT_THRESHOLDS, resolve
+from .features import record_key
+from .resolve import DEFAULT_THRESHOLDS, Resolution, resolve
 from .survivorship import golden_fields
 from .training import DEFAULT_MODEL_PATH, load_model, make_linker, train
 
@@ -81,6 +82,40 @@ def model_fingerprint(model_path: Path) -> str:
     return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
 
 
+def split_pinned(
+    records: pd.DataFrame, existing: pd.DataFrame, pinned: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Set depersonalised records aside: (records to match, their previous xref, xref rows kept).
+
+    A record whose personal data was replaced by a pseudonym on an erase request
+    (consent.depersonalised_records, assets/depersonalisation.py) has nothing left to match on:
+    scored again, splink would split it off its client (and pseudonyms would look alike to the
+    name comparisons). So it is not matched at all: it keeps the client it had when it was
+    depersonalised, with its previous match_probability and record_hash, and its previous xref
+    row is not offered to the other records' clusters, so no other client takes that id.
+    """
+    xref_columns = identity_io.XREF_COLUMNS
+    if pinned.empty:
+        return records, existing, pd.DataFrame(columns=xref_columns)
+    pinned_key = record_key(pinned["source"], pinned["source_record_id"])
+    is_pinned = record_key(records["source"], records["source_record_id"]).isin(pinned_key)
+    present = records.loc[is_pinned, ["source", "source_record_id"]]
+    kept = present.merge(pinned, on=["source", "source_record_id"], how="left")
+    if len(existing):
+        kept = kept.merge(
+            existing[["source", "source_record_id", "match_probability", "record_hash"]],
+            on=["source", "source_record_id"],
+            how="left",
+        )
+    kept = kept.reindex(columns=xref_columns)
+    previous = existing
+    if len(existing):
+        previous = existing.loc[
+            ~record_key(existing["source"], existing["source_record_id"]).isin(pinned_key)
+        ]
+    return records.loc[~is_pinned].reset_index(drop=True), previous, kept
+
+
 def run_identity_resolution(
     consent_center: ConsentCenterResource, *, charts: bool = True, incremental: bool = True
 ) -> dict:
@@ -94,23 +129,33 @@ def run_identity_resolution(
     with consent_center.connect(autocommit=True) as conn:
         records = identity_io.read_records(conn)
         existing = identity_io.read_xref(conn)
+        pinned = identity_io.read_pinned(conn)
         read_s = time.perf_counter() - started
         if records.empty:
             empty = pd.DataFrame()
             counts = identity_io.write_results(conn, empty, empty, empty)
             return {"counts": counts, "stats": {}, "timings": {"read_s": read_s}, "charts": []}
-        full_charts = charts and len(records) <= FULL_CHARTS_MAX_RECORDS
-        res = resolve(
-            records,
-            model_path,
-            existing=existing if len(existing) else None,
-            thresholds=DEFAULT_THRESHOLDS,
-            incremental=incremental,
-            keep_linker=full_charts,
+        matched, previous, kept = split_pinned(records, existing, pinned)
+        full_charts = charts and 0 < len(matched) <= FULL_CHARTS_MAX_RECORDS
+        res = (
+            resolve(
+                matched,
+                model_path,
+                existing=previous if len(previous) else None,
+                thresholds=DEFAULT_THRESHOLDS,
+                incremental=incremental,
+                keep_linker=full_charts,
+            )
+            if len(matched)
+            else Resolution(  # every record is depersonalised: nothing to match
+                xref=pd.DataFrame(columns=identity_io.XREF_COLUMNS),
+                ambiguous=pd.DataFrame(columns=identity_io.AMBIGUOUS_COLUMNS),
+            )
         )
-        golden = golden_fields(records, res.xref)
+        xref = pd.concat([res.xref, kept], ignore_index=True) if len(kept) else res.xref
+        golden = golden_fields(records, xref)  # a pinned client's golden row: its pseudonym
         t = time.perf_counter()
-        counts = identity_io.write_results(conn, res.xref, golden, res.ambiguous)
+        counts = identity_io.write_results(conn, xref, golden, res.ambiguous)
         write_s = time.perf_counter() - t
     written: list[Path] = []
     if charts:
@@ -128,8 +173,9 @@ def run_identity_resolution(
         "model_path": str(model_path),
         "model_sha256": model_fingerprint(model_path),
         "incremental": incremental,
+        "pinned_records": len(kept),
         "kept_ids": int(
-            res.xref.merge(existing, on=["source", "source_record_id"], suffixes=("", "_old"))
+            xref.merge(existing, on=["source", "source_record_id"], suffixes=("", "_old"))
             .eval("client_id == client_id_old")
             .sum()
         )

@@ -190,6 +190,21 @@ def read_xref(conn: psycopg.Connection) -> pd.DataFrame:
     return table.to_pandas()
 
 
+PINNED_COLUMNS = ["source", "source_record_id", "client_id"]
+
+
+def read_pinned(conn: psycopg.Connection) -> pd.DataFrame:
+    """Records depersonalised on an erase request (assets/depersonalisation.py), with the client
+    they had then: identity resolution keeps them there instead of matching them again."""
+    ensure_tables(conn)
+    table = _read_csv(
+        _copy_out(conn, f"select {', '.join(PINNED_COLUMNS)} from consent.depersonalised_records"),
+        PINNED_COLUMNS,
+        {},
+    )
+    return table.to_pandas()
+
+
 def _csv_bytes(df: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(df, preserve_index=False)
     buf = io.BytesIO()
