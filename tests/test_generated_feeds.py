@@ -118,7 +118,9 @@ def test_expiring_report_agrees_with_the_golden_table(generated_run):
 
 def test_the_reports_and_the_change_feed_reach_their_readers(generated_run):
     _, home, conn, _ = generated_run
-    for report in ("report_expiring", "report_conflicts", "report_revocation_deadlines"):
+    from assets.exports import REPORTS
+
+    for report in REPORTS:
         path = home / "reports" / f"{report}.csv"
         assert path.exists(), report
         rows = conn.execute(f"select count(*) from consent.{report}").fetchone()[0]

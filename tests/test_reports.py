@@ -171,7 +171,12 @@ def test_every_report_is_exported_as_csv_for_dpos(reports, tmp_path):
     from assets.exports import export_reports
 
     rows = export_reports(reports, tmp_path)
-    assert set(rows) == {"report_expiring", "report_conflicts", "report_revocation_deadlines"}
+    assert set(rows) == {
+        "report_expiring",
+        "report_conflicts",
+        "report_revocation_deadlines",
+        "report_depersonalisation",
+    }
     deadlines = (tmp_path / "report_revocation_deadlines.csv").read_text().splitlines()
     assert deadlines[0].startswith("request_id,client_id,source,source_record_id")
     assert len(deadlines) == rows["report_revocation_deadlines"] + 1
