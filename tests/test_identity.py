@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from assets.identity import DEFAULT_MODEL_PATH, golden_fields, pairwise_scores, resolve
-from assets.identity.features import INPUT_COLUMNS, parse_fio, prepare, skeleton
+from assets.identity.features import INPUT_COLUMNS, contact_links, parse_fio, prepare, skeleton
 
 COLUMNS = INPUT_COLUMNS
 
@@ -316,6 +316,45 @@ def test_golden_fields_follow_source_trust_then_recency(first_run):
     assert maria["phone"] == "+79035551234"
     assert maria["source_record_count"] == 3
     assert golden["source_record_count"].sum() == len(records)
+
+
+def test_a_shared_phone_under_the_same_name_ties_records_missing_a_birth_date():
+    """A web account with the CRM client's phone and name but no birth date and another e-mail
+    is the same person (splink alone scores it low); a same-named pair on one phone with two
+    different birth dates is not tied by this rule."""
+    records = pd.DataFrame(
+        [
+            (
+                "crm",
+                "K-1",
+                "Ковалева",
+                "Елена",
+                "Андреевна",
+                "1965-08-04",
+                "+79956109832",
+                "k@ya.ru",
+            ),
+            ("web", "ACC-1", "Ковалева", "Елена", None, None, "+79956109832", "e@list.ru"),
+            ("partner", "B:1", "Kovaleva", "Elena", None, None, "+79956109832", None),
+            ("crm", "K-2", "Петров", "Иван", None, "1950-01-01", "+79990000000", None),
+            ("crm", "K-3", "Петров", "Иван", None, "1980-01-01", "+79990000000", None),
+        ],
+        columns=[
+            "source",
+            "source_record_id",
+            "last_name",
+            "first_name",
+            "middle_name",
+            "birth_date",
+            "phone_e164",
+            "email",
+        ],
+    )
+    links = contact_links(prepare(records))
+    assert set(map(tuple, links.to_numpy())) == {
+        ("web|ACC-1", "crm|K-1"),
+        ("partner|B:1", "crm|K-1"),
+    }
 
 
 def test_helpdesk_fio_parsing_and_skeletons():

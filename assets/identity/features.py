@@ -268,6 +268,38 @@ def prepare(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def contact_links(prepared: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic links: the same phone (or e-mail) under the same surname and first name.
+
+    Records sharing an exact contact and the transliteration skeletons of surname and first
+    name are one person unless something contradicts it: within such a group at most one
+    birth date and at most one middle name may appear (missing ones do not count). This ties
+    records that splink scores low only because one side lacks a field (a web account with no
+    birth date and another e-mail). Groups with a contradiction are left to splink.
+    Returns unique_id_l, unique_id_r (each member linked to the group's first record).
+    """
+    parts = []
+    for contact in ("phone", "email"):
+        df = prepared[["unique_id", contact, "ln_sk", "fn_sk", "mn_sk", "birth_date"]]
+        df = df.dropna(subset=[contact, "ln_sk", "fn_sk"])
+        keys = [contact, "ln_sk", "fn_sk"]
+        size = df.groupby(keys)["unique_id"].transform("size")
+        df = df[size > 1]
+        if df.empty:
+            continue
+        grouped = df.groupby(keys)
+        consistent = (grouped["birth_date"].transform("nunique") <= 1) & (
+            grouped["mn_sk"].transform("nunique") <= 1
+        )
+        df = df[consistent]
+        first = df.groupby(keys)["unique_id"].transform("min")
+        pairs = pd.DataFrame({"unique_id_l": df["unique_id"], "unique_id_r": first})
+        parts.append(pairs[pairs["unique_id_l"] != pairs["unique_id_r"]])
+    if not parts:
+        return pd.DataFrame(columns=["unique_id_l", "unique_id_r"])
+    return pd.concat(parts).drop_duplicates().reset_index(drop=True)
+
+
 def contract_links(records: pd.DataFrame) -> pd.DataFrame:
     """Deterministic links: a record quoting a contract owned by exactly one CRM client.
 

@@ -105,7 +105,9 @@ def resolve(
     t["predict_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    det = features.contract_links(records)
+    det = pd.concat(
+        [features.contract_links(records), features.contact_links(prepared)], ignore_index=True
+    ).drop_duplicates()
     if new_mask is not None:
         new_ids = set(prepared.loc[new_mask, "unique_id"])
         det = det[det["unique_id_l"].isin(new_ids) | det["unique_id_r"].isin(new_ids)]
@@ -166,7 +168,7 @@ def resolve(
         "scored_records": int(new_mask.sum()) if new_mask is not None else len(prepared),
         "scored_pairs": len(edges),
         "merge_edges": len(strong),
-        "contract_links": len(det),
+        "deterministic_links": len(det),  # a quoted contract, or a shared contact + name
         "clients": int(xref["client_id"].nunique()),
         "ambiguous_pairs": len(ambiguous),
         "prior_factor": prior_factor,
