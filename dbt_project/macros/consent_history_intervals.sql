@@ -20,10 +20,10 @@
    below keeps that order, and "latest of" / "longest running" are max() over fixed-width text
    keys, so nothing is sorted twice (at 1M clients this is about 30 M timeline rows).
 
-   Computed per client bucket of key events (int_consent_key_events__part_*), the buckets built
+   Computed per client bucket (a hash of client_id; `buckets` a power of two), the buckets built
    side by side (dbt threads: 2) so both cores work; consent_history is their union.
 -#}
-{% macro consent_history_intervals(key_events) %}
+{% macro consent_history_intervals(key_events, bucket=0, buckets=1) %}
 with timeline as (
     -- Each key event becomes one or two timeline rows (its start; the end of a grant or partner
     -- restriction). kind_order breaks ties at one instant: ends first, then grant starts, then
@@ -48,6 +48,9 @@ with timeline as (
              case k.action when 'grant' then 'grant_end' else 'restriction_end' end)
     ) as v (ts, kind_order, kind)
     where v.ts is not null
+    {%- if buckets > 1 %}
+      and (hashtext(k.client_id) & {{ buckets - 1 }}) = {{ bucket }}
+    {%- endif %}
 ),
 
 running as (

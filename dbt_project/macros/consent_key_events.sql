@@ -9,9 +9,8 @@
    clients that have one. The table is written in key order, so that consent_history and
    golden_consent can walk it key by key through the key index as a sequential read.
 
-   One client bucket of `buckets` (a power of two); dbt builds the buckets side by side.
 -#}
-{% macro consent_key_events(consent_events, bucket=0, buckets=1) %}
+{% macro consent_key_events(consent_events) %}
 {% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
 {% set channels = ['call', 'sms', 'email', 'messenger', 'push', 'post'] %}
 {% set each_channel %}
@@ -23,9 +22,6 @@
 {% endset %}
 {% set counted %}
     e.is_counted and e.client_id is not null and e.effective_at is not null
-    {%- if buckets > 1 %}
-    and (hashtext(e.client_id) & {{ buckets - 1 }}) = {{ bucket }}
-    {%- endif %}
 {% endset %}
 with revocations as (
     select e.client_id, e.purpose, ch.value as channel, e.partner_code, e.event_id,

@@ -1,5 +1,5 @@
 -- One client bucket of consent_history (see macros/consent_history_intervals.sql); built side by
--- side with the other bucket, from its own bucket of key events. dbt var `history_buckets` (1 or 2, default 2): with 1, part 0
+-- side with the other bucket. dbt var `history_buckets` (1 or 2, default 2): with 1, part 0
 -- holds everything and part 1 nothing.
 {{ config(
     materialized='table',
@@ -9,7 +9,7 @@
 {%- set buckets = var('history_buckets', 2) | int %}
 {%- if buckets not in [1, 2] %}{{ exceptions.raise_compiler_error('history_buckets must be 1 or 2') }}{% endif %}
 {%- if 1 < buckets %}
-{{ consent_history_intervals(ref('int_consent_key_events__part_1')) }}
+{{ consent_history_intervals(ref('int_consent_key_events'), 1, buckets) }}
 {%- else %}
 select null::text as client_id, null::text as purpose, null::text as channel,
        null::text as partner_code, null::text as status, null::timestamptz as valid_from,

@@ -1,7 +1,9 @@
 -- Counted consent events applied to the keys they govern: client x purpose x concrete channel x
--- partner (the rules and the method are in macros/consent_key_events.sql). Built per client
--- bucket (int_consent_key_events__part_*, side by side); this view is their union.
-{{ config(materialized='view') }}
-select * from {{ ref('int_consent_key_events__part_0') }}
-union all
-select * from {{ ref('int_consent_key_events__part_1') }}
+-- partner (the rules and the method are in macros/consent_key_events.sql). Written in key
+-- order, so that each consent_history bucket walks it key by key through the key index.
+{{ config(
+    materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
+    indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code']}],
+) }}
+{{ consent_key_events(ref('consent_event')) }}
