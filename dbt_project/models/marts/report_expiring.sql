@@ -1,8 +1,8 @@
 -- Consents that expire within the next N days and those that expired in the last N days
 -- (DESIGN section 8), by client, purpose and channel, with the product or source behind each.
--- N is the dbt var `expiring_days` (default 30; CONSENT_EXPIRING_DAYS in `consent-center run`).
+-- N is the dbt var `expiring_days`, else the environment variable CONSENT_EXPIRING_DAYS, else 30.
 {{ config(materialized='table') }}
-{% set days = var('expiring_days', 30) | int %}
+{% set days = var('expiring_days', env_var('CONSENT_EXPIRING_DAYS', '30')) | int %}
 with expiring as (
     select g.client_id, g.purpose, g.channel, g.partner_code, 'expiring'::text as state,
            g.valid_until as expires_at, basis.event_id
