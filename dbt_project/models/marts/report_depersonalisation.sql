@@ -17,7 +17,9 @@
 --  * client_unresolved: the ticket is not (yet) in client_xref; nothing can be erased safely.
 -- allowed_from is the latest of the first request and every retention end, past ones included;
 -- null while an indefinite hold applies.
-{{ config(materialized='table') }}
+{#- erase requests are few and every CTE looks like one row to the planner: nested loops over
+    them cost minutes at 1M clients, hash joins seconds -#}
+{{ config(materialized='table', pre_hook=["set local enable_nestloop = off"]) }}
 {% set years = var('retention_years', 5) | int %}
 with tickets as (
     -- the newest row of every ticket decides what it asks
