@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from assets.identity.features import INPUT_COLUMNS
+from assets.identity.resolve import AMBIGUOUS_COLUMNS, XREF_COLUMNS
 from sources.schema import ensure_schema
 
 #: separator of contract numbers inside one CSV field (never in a contract number)
@@ -111,7 +112,6 @@ select p.source, p.source_record_id, p.last_name_norm, p.first_name_norm, p.midd
 from partner p
 """
 
-XREF_COLUMNS = ["source", "source_record_id", "client_id", "match_probability", "record_hash"]
 GOLDEN_COLUMNS = [
     "client_id",
     "last_name",
@@ -122,16 +122,6 @@ GOLDEN_COLUMNS = [
     "email",
     "source_record_count",
     "updated_at",
-]
-AMBIGUOUS_COLUMNS = [
-    "source_l",
-    "source_record_id_l",
-    "client_id_l",
-    "source_r",
-    "source_record_id_r",
-    "client_id_r",
-    "match_probability",
-    "same_client",
 ]
 
 
