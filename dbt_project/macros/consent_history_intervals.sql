@@ -169,3 +169,18 @@ select
 from intervals
 where status is not null
 {% endmacro %}
+
+{#- One part of consent_history: client bucket `bucket` of dbt var `history_buckets` (1 or 2,
+    default 2); with one bucket, part 0 holds everything and part 1 is empty. -#}
+{% macro consent_history_part(bucket) %}
+{%- set buckets = var('history_buckets', 2) | int %}
+{%- if buckets not in [1, 2] %}{{ exceptions.raise_compiler_error('history_buckets must be 1 or 2') }}{% endif %}
+{%- if bucket < buckets %}
+{{ consent_history_intervals(ref('int_consent_key_events'), bucket, buckets) }}
+{%- else %}
+select null::text as client_id, null::text as purpose, null::text as channel,
+       null::text as partner_code, null::text as status, null::timestamptz as valid_from,
+       null::timestamptz as valid_to, null::text as basis_event_id
+where false
+{%- endif %}
+{% endmacro %}
