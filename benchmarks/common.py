@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pipelines.database import database_url
+from pipelines.database import create_database, database_url
 
 
 @contextlib.contextmanager
@@ -19,8 +19,7 @@ def scratch_database(keep: bool = False) -> Iterator[str]:
     admin_url = database_url()
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-        admin.execute(f"alter database \"{name}\" set timezone to 'Europe/Moscow'")
+        create_database(admin, name)
     params = conninfo_to_dict(admin_url)
     params["dbname"] = name
     try:

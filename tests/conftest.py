@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipelines.database import ensure_embedded_server, stop_embedded_server
+from pipelines.database import create_database, ensure_embedded_server, stop_embedded_server
 from pipelines.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "landing"
@@ -69,8 +69,7 @@ def fresh_database(server_url: str) -> Iterator[str]:
     """Create a database of its own on the test server; drop it afterwards."""
     name = f"cc_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"')
-        admin.execute(f"alter database \"{name}\" set timezone to 'Europe/Moscow'")
+        create_database(admin, name)
     try:
         yield _with_database(server_url, name)
     finally:

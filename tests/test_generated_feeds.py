@@ -130,3 +130,38 @@ def test_the_reports_and_the_change_feed_reach_their_readers(generated_run):
         "(select count(*) from consent.golden_consent)"
     ).fetchone()
     assert changes >= golden > 0
+
+
+def test_grants_only_keys_get_the_history_the_full_rules_give(generated_run, tmp_path, monkeypatch):
+    """consent_history computes keys that carry only grants by a cheaper path; on real feeds
+    every interval of every key must be what the full rules (every key through them) give."""
+    from pipelines.dbt_cli import run_dbt
+
+    _, _, conn, _ = generated_run
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    run_dbt(
+        conn.info.dsn,
+        "compile",
+        "--select",
+        "int_consent_history__with_revocations",
+        "--vars",
+        "{grants_only_path: false}",
+    )
+    compiled = next((tmp_path / "target" / "compiled").rglob("int_consent_history__with_*.sql"))
+    full_rules = compiled.read_text()
+    grants_only_keys, fast_rows = conn.execute(
+        "select (select count(distinct (client_id, purpose, channel, partner_code)) "
+        "        from staging.int_consent_key_events where grants_only), "
+        "(select count(*) from staging.int_consent_history__grants_only_0) "
+        "+ (select count(*) from staging.int_consent_history__grants_only_1)"
+    ).fetchone()
+    assert grants_only_keys > 1_000 and fast_rows >= grants_only_keys
+    only_full, only_ours = conn.execute(
+        f"with full_rules as ({full_rules}), ours as (select * from consent.consent_history) "
+        "select (select count(*) from (select * from full_rules except all "
+        "                              select * from ours) a), "
+        "       (select count(*) from (select * from ours except all "
+        "                              select * from full_rules) b)"
+    ).fetchone()
+    assert (only_full, only_ours) == (0, 0)

@@ -20,10 +20,10 @@
    below keeps that order, and "latest of" / "longest running" are max() over fixed-width text
    keys, so nothing is sorted twice (at 1M clients this is about 30 M timeline rows).
 
-   Computed per client bucket (a hash of client_id; `buckets` a power of two), the buckets built
-   side by side (dbt threads: 2) so both cores work; consent_history is their union.
+   Used for the keys with a revocation or restriction; keys with grants only take the cheaper
+   consent_history_grants_only below (same result), and the two parts are built side by side.
 -#}
-{% macro consent_history_intervals(key_events, bucket=0, buckets=1) %}
+{% macro consent_history_intervals(key_events, where='true') %}
 with timeline as (
     -- Each key event becomes one or two timeline rows (its start; the end of a grant or partner
     -- restriction). kind_order breaks ties at one instant: ends first, then grant starts, then
@@ -47,10 +47,7 @@ with timeline as (
              0,
              case k.action when 'grant' then 'grant_end' else 'restriction_end' end)
     ) as v (ts, kind_order, kind)
-    where v.ts is not null
-    {%- if buckets > 1 %}
-      and (hashtext(k.client_id) & {{ buckets - 1 }}) = {{ bucket }}
-    {%- endif %}
+    where v.ts is not null and {{ where }}
 ),
 
 running as (
@@ -170,13 +167,102 @@ from intervals
 where status is not null
 {% endmacro %}
 
-{#- One part of consent_history: client bucket `bucket` of dbt var `history_buckets` (1 or 2,
-    default 2); with one bucket, part 0 holds everything and part 1 is empty. -#}
-{% macro consent_history_part(bucket) %}
-{%- set buckets = var('history_buckets', 2) | int %}
-{%- if buckets not in [1, 2] %}{{ exceptions.raise_compiler_error('history_buckets must be 1 or 2') }}{% endif %}
-{%- if bucket < buckets %}
-{{ consent_history_intervals(ref('int_consent_key_events'), bucket, buckets) }}
+{#-
+   The history of a key that carries nothing but grants (about 9 keys in 10): the same result as
+   consent_history_intervals gives such a key, by a path with no timeline rows, no sort and
+   narrow rows. With no revocation the status at an instant is `granted` while the grant that
+   runs longest so far (M) has not ended, else `expired`; the basis is M while granted, else the
+   latest grant started. So the status can only change where a grant starts or where M ends:
+    1. one pass over the grants in time order: M's end and id, and the next instant;
+    2. per instant (its last grant), the state entered there and whether M ends before the next
+       instant (an expiry inside, whose basis is that instant's grant);
+    3. a granted state continues the previous instant's when M is the same and did not end in
+       between; an expired state never continues (each new instant has a new latest grant);
+    4. intervals start at the instants that do not continue and at the expiries inside, and
+       end where the next one starts.
+-#}
+{% macro consent_history_grants_only(key_events, where='true') %}
+with running as (
+    select
+        client_id, purpose, channel, partner_code, event_id, effective_at,
+        max(ends_at) over key_order                                 as longest_end,
+        max({{ sortable_ts('ends_at') }} || event_id) over key_order  as longest_key,
+        lead(effective_at) over key_order                           as next_at
+    from {{ key_events }}
+    where {{ where }}
+    window key_order as (
+        partition by client_id, purpose, channel, partner_code
+        order by effective_at, event_id
+        rows between unbounded preceding and current row
+    )
+),
+
+instants as (
+    -- the last grant at each instant decides the state entered there
+    select
+        client_id, purpose, channel, partner_code, event_id, effective_at, longest_end, next_at,
+        longest_end > effective_at                                  as granted,
+        substr(longest_key, 21)                                     as longest_grant_id,
+        longest_end > effective_at
+            and longest_end < coalesce(next_at, 'infinity')         as expires_before_next
+    from running
+    where next_at is distinct from effective_at
+),
+
+marked as (
+    select
+        i.*,
+        coalesce(granted
+                 and lag(granted and not expires_before_next) over key_order
+                 and lag(longest_grant_id) over key_order = longest_grant_id, false) as continues
+    from instants i
+    window key_order as (
+        partition by client_id, purpose, channel, partner_code order by effective_at, event_id
+    )
+),
+
+boundaries as (
+    -- where intervals start; `next_cut` is where the next boundary ends the open interval
+    select
+        m.*,
+        lead(case when continues then longest_end else effective_at end) over (
+            partition by client_id, purpose, channel, partner_code order by effective_at, event_id
+        )                                                           as next_cut
+    from marked m
+    where not continues or expires_before_next
+)
+
+select
+    b.client_id, b.purpose, b.channel, b.partner_code,
+    v.status, v.valid_from, v.valid_to, v.basis_event_id
+from boundaries b
+cross join lateral (
+    values
+        -- the state entered at this instant
+        (not b.continues,
+         case when b.granted then 'granted' else 'expired' end,
+         b.effective_at,
+         case when b.expires_before_next then b.longest_end else b.next_cut end,
+         case when b.granted then b.longest_grant_id else b.event_id end),
+        -- the longest grant ran out before the next instant
+        (b.expires_before_next, 'expired', b.longest_end, b.next_at, b.event_id)
+) as v (starts, status, valid_from, valid_to, basis_event_id)
+where v.starts
+{% endmacro %}
+
+{#- consent_history's parts: keys with a revocation or restriction by the full rules; keys with
+    grants only by the path above, in two halves (a hash of the client id) so that the three parts
+    keep both cores busy. dbt var `grants_only_path` (default true): false sends every key
+    through the full rules (the grants-only parts are then empty), which the tests use to check
+    that both paths agree. -#}
+{% macro consent_history_part(kind, half=none) %}
+{%- set fast = var('grants_only_path', true) %}
+{%- if kind == 'with_revocations' %}
+{{ consent_history_intervals(ref('int_consent_key_events'),
+                             'k.grants_only is not true' if fast else 'true') }}
+{%- elif fast %}
+{{ consent_history_grants_only(ref('int_consent_key_events'),
+                               'grants_only and (hashtext(client_id) & 1) = ' ~ half) }}
 {%- else %}
 select null::text as client_id, null::text as purpose, null::text as channel,
        null::text as partner_code, null::text as status, null::timestamptz as valid_from,

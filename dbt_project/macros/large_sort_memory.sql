@@ -1,7 +1,8 @@
 {#- Heavy set-based models sort millions of timeline rows: give their session room to do it in
-    memory instead of spilling to disk (the server default stays modest for everyone else). -#}
-{% macro large_sort_memory() -%}
-    set work_mem = '{{ env_var("CONSENT_DBT_WORK_MEM", "1GB") }}'
+    memory instead of spilling to disk (the server default stays modest for everyone else).
+    CONSENT_DBT_WORK_MEM, when set, overrides every model's size. -#}
+{% macro large_sort_memory(size='1GB') -%}
+    set work_mem = '{{ env_var("CONSENT_DBT_WORK_MEM", size) }}'
 {%- endmacro %}
 
 {#- Models that walk a table key by key read it through its key index (the table is written in

@@ -2,7 +2,8 @@
 -- type's term (if a wording of it was in force then); false revokes it from set_at.
 -- A tick re-exported in a later batch is the same fact: duplicates collapse to one event.
 with ticks as (
-    select distinct on (crm_client_id, coalesce(contract_id, ''), flag_code, flag_value, set_at) *
+    select distinct on (crm_client_id, coalesce(contract_id, ''), flag_code, flag_value, set_at)
+        *, {{ moscow_date('set_at') }} as set_day
     from {{ ref('stg_crm__consent_flags') }}
     order by crm_client_id, coalesce(contract_id, ''), flag_code, flag_value, set_at,
              batch_id, line_number
@@ -48,7 +49,7 @@ left join contracts c on c.contract_id = k.contract_id
 left join lateral (
     select w.wording_version
     from {{ ref('int_catalog__wordings') }} w
-    where w.consent_code = fm.consent_code and {{ in_force_at('w', 'k.set_at') }}
+    where w.consent_code = fm.consent_code and {{ in_force_on('w', 'k.set_day') }}
     order by w.effective_from desc
     limit 1
 ) w on true

@@ -4,7 +4,7 @@
 -- what its matching rules say; nothing else ("a contract is never consent to everything").
 with contracts as (
     -- the newest batch's version of each contract (a later export may add closed_at)
-    select distinct on (contract_id) *
+    select distinct on (contract_id) *, {{ moscow_date('signed_at') }} as signed_day
     from {{ ref('stg_crm__contracts') }}
     order by contract_id, batch_id desc, line_number desc
 ),
@@ -66,7 +66,7 @@ left join {{ ref('int_catalog__wordings') }} w_named
 left join lateral (
     select w.wording_version
     from {{ ref('int_catalog__wordings') }} w
-    where w.consent_code = m.rule_consent_code and {{ in_force_at('w', 'm.signed_at') }}
+    where w.consent_code = m.rule_consent_code and {{ in_force_on('w', 'm.signed_day') }}
     order by w.effective_from desc
     limit 1
 ) w_signed on true

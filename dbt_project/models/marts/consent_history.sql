@@ -1,12 +1,15 @@
 -- The full status history per client x purpose x channel x partner (DESIGN rules 2-6):
--- non-overlapping intervals, so the status at any instant is one row. Computed per client
--- bucket (int_consent_history__part_*, built in parallel; the rules and the method are in
--- macros/consent_history_intervals.sql); this view is their union, and lookups by client reach
--- each part's key index.
+-- non-overlapping intervals, so the status at any instant is one row. Computed in parts built
+-- side by side: keys with a revocation or restriction by the full rules, keys with grants only
+-- (two halves by client) by a cheaper path with the same result
+-- (macros/consent_history_intervals.sql). This view is their union; a key lives in exactly one
+-- part, and lookups by client reach each part's index.
 {{ config(
     materialized='view',
     post_hook=["{{ create_consent_status_function() }}"],
 ) }}
-select * from {{ ref('int_consent_history__part_0') }}
+select * from {{ ref('int_consent_history__with_revocations') }}
 union all
-select * from {{ ref('int_consent_history__part_1') }}
+select * from {{ ref('int_consent_history__grants_only_0') }}
+union all
+select * from {{ ref('int_consent_history__grants_only_1') }}

@@ -15,21 +15,29 @@ with current_intervals as (
     where valid_from <= now() and (valid_to is null or valid_to > now())
 ),
 
-key_events as (
-    -- each key's events with the latest revocation of that key so far (one pass in key order)
-    select
-        k.*,
-        max(effective_at) filter (where action in ('revoke', 'restrict') and effective_at <= now())
-            over (partition by client_id, purpose, channel, partner_code) as revoked_at
-    from {{ ref('int_consent_key_events') }} k
-),
-
 supporting_grants as (
-    -- every grant that holds the consent open now (several products can each grant it)
+    -- every grant that holds the consent open now (several products can each grant it): on a
+    -- grants-only key every running grant; elsewhere only those after the key's latest
+    -- revocation or restriction so far
     select client_id, purpose, channel, partner_code,
            array_agg(event_id order by effective_at, event_id) as event_ids,
            max(ends_at) as valid_until
-    from key_events
+    from {{ ref('int_consent_key_events') }}
+    where grants_only and effective_at <= now() and ends_at > now()
+    group by 1, 2, 3, 4
+    union all
+    select client_id, purpose, channel, partner_code,
+           array_agg(event_id order by effective_at, event_id),
+           max(ends_at)
+    from (
+        select
+            k.*,
+            max(effective_at) filter (
+                where action in ('revoke', 'restrict') and effective_at <= now()
+            ) over (partition by client_id, purpose, channel, partner_code) as revoked_at
+        from {{ ref('int_consent_key_events') }} k
+        where grants_only is not true
+    ) key_events
     where action = 'grant' and effective_at <= now() and ends_at > now()
       and (revoked_at is null or effective_at > revoked_at)
     group by 1, 2, 3, 4

@@ -1,0 +1,9 @@
+-- consent_history of the keys that carry nothing but grants (about 9 keys in 10), half 1 of 2 by
+-- client, by the cheaper path of macros/consent_history_intervals.sql; the history parts are
+-- built side by side.
+{{ config(
+    materialized='table',
+    pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
+    indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code', 'valid_from']}],
+) }}
+{{ consent_history_part('grants_only', half=1) }}
