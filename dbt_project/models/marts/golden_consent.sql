@@ -1,59 +1,13 @@
 -- The current status per client x purpose x channel x partner: the consent_history interval
 -- that contains now(), with every event that supports it (DESIGN section 6). Rebuilt on every
 -- run (and nightly), so consents that expire by the clock move to `expired` without new data.
-{{ config(
-    materialized='table',
-    pre_hook=["{{ large_sort_memory() }}"],
-    indexes=[
-        {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
-        {'columns': ['purpose', 'channel', 'status']},
-    ],
-) }}
-with current_intervals as (
-    select *
-    from {{ ref('consent_history') }}
-    where valid_from <= now() and (valid_to is null or valid_to > now())
-),
-
-supporting_grants as (
-    -- every grant that holds the consent open now (several products can each grant it): on a
-    -- grants-only key every running grant; elsewhere only those after the key's latest
-    -- revocation or restriction so far
-    select client_id, purpose, channel, partner_code,
-           array_agg(event_id order by effective_at, event_id) as event_ids,
-           max(ends_at) as valid_until
-    from {{ ref('int_consent_key_events') }}
-    where grants_only and effective_at <= now() and ends_at > now()
-    group by 1, 2, 3, 4
-    union all
-    select client_id, purpose, channel, partner_code,
-           array_agg(event_id order by effective_at, event_id),
-           max(ends_at)
-    from (
-        select
-            k.*,
-            max(effective_at) filter (
-                where action in ('revoke', 'restrict') and effective_at <= now()
-            ) over (partition by client_id, purpose, channel, partner_code) as revoked_at
-        from {{ ref('int_consent_key_events') }} k
-        where grants_only is not true
-    ) key_events
-    where action = 'grant' and effective_at <= now() and ends_at > now()
-      and (revoked_at is null or effective_at > revoked_at)
-    group by 1, 2, 3, 4
-)
-
-select
-    c.client_id,
-    c.purpose,
-    c.channel,
-    c.partner_code,
-    c.status,
-    c.valid_from,
-    case when c.status = 'granted' then nullif(g.valid_until, 'infinity') else c.valid_to end
-                                                        as valid_until,
-    case when c.status = 'granted' and g.event_ids is not null then g.event_ids
-         else array[c.basis_event_id] end               as basis_event_ids,
-    c.valid_from                                        as last_changed_at
-from current_intervals c
-left join supporting_grants g using (client_id, purpose, channel, partner_code)
+-- Built in parts, one per consent_history part (int_golden_consent__*, each as soon as its
+-- history part is ready; macros/golden_consent_part.sql); this view is their union. A key lives
+-- in exactly one part, and each part has a unique index on the key and one on
+-- (purpose, channel, status).
+{{ config(materialized='view') }}
+select * from {{ ref('int_golden_consent__with_revocations') }}
+union all
+select * from {{ ref('int_golden_consent__grants_only_0') }}
+union all
+select * from {{ ref('int_golden_consent__grants_only_1') }}

@@ -1,0 +1,10 @@
+-- golden_consent of the grants-only keys of half 0 (macros/golden_consent_part.sql).
+{{ config(
+    materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
+    indexes=[
+        {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
+        {'columns': ['purpose', 'channel', 'status']},
+    ],
+) }}
+{{ golden_consent_part('grants_only', half=0) }}
