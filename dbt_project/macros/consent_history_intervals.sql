@@ -251,8 +251,8 @@ where v.starts
 {% endmacro %}
 
 {#- consent_history's parts: keys with a revocation or restriction by the full rules; keys with
-    grants only by the path above, in two halves (a hash of the client id) so that the three parts
-    keep both cores busy. dbt var `grants_only_path` (default true): false sends every key
+    grants only by the path above, one per half of the key events (by client), so that the three
+    parts keep both cores busy. dbt var `grants_only_path` (default true): false sends every key
     through the full rules (the grants-only parts are then empty), which the tests use to check
     that both paths agree. -#}
 {% macro consent_history_part(kind, half=none) %}
@@ -261,8 +261,7 @@ where v.starts
 {{ consent_history_intervals(ref('int_consent_key_events'),
                              'k.grants_only is not true' if fast else 'true') }}
 {%- elif fast %}
-{{ consent_history_grants_only(ref('int_consent_key_events'),
-                               'grants_only and (hashtext(client_id) & 1) = ' ~ half) }}
+{{ consent_history_grants_only(ref('int_consent_key_events__half_' ~ half), 'grants_only') }}
 {%- else %}
 select null::text as client_id, null::text as purpose, null::text as channel,
        null::text as partner_code, null::text as status, null::timestamptz as valid_from,

@@ -18,9 +18,8 @@ supporting_grants as (
            array_agg(event_id order by effective_at, event_id) as event_ids,
            max(ends_at) as valid_until
     {%- if kind == 'grants_only' %}
-    from {{ ref('int_consent_key_events') }}
-    where grants_only and (hashtext(client_id) & 1) = {{ half }}
-      and effective_at <= now() and ends_at > now()
+    from {{ ref('int_consent_key_events__half_' ~ half) }}
+    where grants_only and effective_at <= now() and ends_at > now()
     {%- else %}
     from (
         select

@@ -12,3 +12,11 @@
 {% macro read_in_key_order() -%}
     set local enable_seqscan = off
 {%- endmacro %}
+
+{#- Statistics for a freshly built table, before anything downstream is planned against it:
+    autovacuum would get there seconds later, by which time the next model may have been planned
+    with default estimates (a view over fresh parts once planned a 2-second report into minutes
+    of nested loops). -#}
+{% macro analyze_for_readers() -%}
+    analyze {{ this }}
+{%- endmacro %}

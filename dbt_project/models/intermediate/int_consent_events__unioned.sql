@@ -5,7 +5,11 @@
 --  * a doubtful revocation still counts: one naming an unknown consent is honoured as all
 --    marketing on all channels; only a CRM flag the catalog does not map (it names no consent
 --    at all) has no effect.
-{{ config(materialized='table', pre_hook=["{{ large_sort_memory() }}"]) }}
+{{ config(
+    materialized='table',
+    pre_hook=["{{ large_sort_memory() }}"],
+    post_hook=["{{ analyze_for_readers() }}"],
+) }}
 with unioned as (
     {% for model in ['matrix', 'crm_flags', 'web'] %}
     select event_id, source, source_record_id, consent_code, null::text as purpose,

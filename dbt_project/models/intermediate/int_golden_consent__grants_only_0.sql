@@ -2,6 +2,7 @@
 {{ config(
     materialized='table',
     pre_hook=["{{ large_sort_memory() }}"],
+    post_hook=["{{ analyze_for_readers() }}"],
     indexes=[
         {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
         {'columns': ['purpose', 'channel', 'status']},

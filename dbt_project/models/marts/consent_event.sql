@@ -9,6 +9,7 @@
 {{ config(
     materialized='table',
     pre_hook=["{{ large_sort_memory() }}"],
+    post_hook=["{{ analyze_for_readers() }}"],
     indexes=[
         {'columns': ['event_id'], 'unique': True},
         {'columns': ['client_id']},
