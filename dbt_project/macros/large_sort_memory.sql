@@ -13,10 +13,12 @@
     set local enable_seqscan = off
 {%- endmacro %}
 
-{#- Statistics for a freshly built table, before anything downstream is planned against it:
-    autovacuum would get there seconds later, by which time the next model may have been planned
-    with default estimates (a view over fresh parts once planned a 2-second report into minutes
-    of nested loops). -#}
+{#- A freshly built table, made ready for its readers before anything downstream is planned:
+    statistics now (autovacuum would get there later, by which time the next model may have
+    been planned with default estimates: a view over fresh parts once planned a 2-second report
+    into minutes of nested loops), and no autovacuum: the table is rebuilt whole on every run and
+    never updated, so a background vacuum of its millions of rows would only take a core from
+    the models being built next. -#}
 {% macro analyze_for_readers() -%}
-    analyze {{ this }}
+    alter table {{ this }} set (autovacuum_enabled = false); analyze {{ this }}
 {%- endmacro %}
