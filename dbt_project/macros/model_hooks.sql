@@ -1,3 +1,6 @@
+{#- Hooks the heavy consent models share: session memory, key-order reads, and readiness of a
+    freshly built table for the models that read it. -#}
+
 {#- Heavy set-based models sort millions of timeline rows: give their session room to do it in
     memory instead of spilling to disk (the server default stays modest for everyone else).
     CONSENT_DBT_WORK_MEM, when set, overrides every model's size. -#}
