@@ -180,6 +180,8 @@ where status is not null
        between; an expired state never continues (each new instant has a new latest grant);
     4. intervals start at the instants that do not continue and at the expiries inside, and
        end where the next one starts.
+   A key with a single grant (`key_event_count` 1, half the keys at scale) skips the windows:
+   granted from its start to its end, then expired.
 -#}
 {% macro consent_history_grants_only(key_events, where='true') %}
 with running as (
@@ -189,7 +191,7 @@ with running as (
         max({{ sortable_ts('ends_at') }} || event_id) over key_order  as longest_key,
         lead(effective_at) over key_order                           as next_at
     from {{ key_events }}
-    where {{ where }}
+    where {{ where }} and key_event_count is distinct from 1
     window key_order as (
         partition by client_id, purpose, channel, partner_code
         order by effective_at, event_id
@@ -248,6 +250,24 @@ cross join lateral (
         (b.expires_before_next, 'expired', b.longest_end, b.next_at, b.event_id)
 ) as v (starts, status, valid_from, valid_to, basis_event_id)
 where v.starts
+
+union all
+
+-- a key with a single grant (half the keys) needs no window: granted from its start to its end,
+-- then expired; a grant whose end does not follow its start is expired from the start
+select
+    k.client_id, k.purpose, k.channel, k.partner_code,
+    v.status, v.valid_from, v.valid_to, k.event_id
+from {{ key_events }} k
+cross join lateral (
+    values
+        (true,
+         case when k.ends_at > k.effective_at then 'granted' else 'expired' end,
+         k.effective_at,
+         case when k.ends_at > k.effective_at and k.ends_at < 'infinity' then k.ends_at end),
+        (k.ends_at > k.effective_at and k.ends_at < 'infinity', 'expired', k.ends_at, null)
+) as v (starts, status, valid_from, valid_to)
+where {{ where }} and k.key_event_count = 1 and v.starts
 {% endmacro %}
 
 {#- consent_history's parts: keys with a revocation or restriction by the full rules; keys with

@@ -5,6 +5,6 @@
     materialized='table',
     pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
     post_hook=["{{ analyze_for_readers() }}"],
-    indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code', 'valid_from']}],
+    indexes=[{'columns': ['client_id']}],
 ) }}
 {{ consent_history_part('grants_only', half=0) }}

@@ -4,7 +4,6 @@
     materialized='table',
     pre_hook=["{{ large_sort_memory('2GB') }}"],
     post_hook=["{{ analyze_for_readers() }}"],
-    indexes=[{'columns': ['client_id', 'purpose', 'channel', 'partner_code', 'effective_at',
-                          'event_id']}],
+    indexes=[{'columns': ['client_id']}],
 ) }}
 {{ consent_key_events(1) }}

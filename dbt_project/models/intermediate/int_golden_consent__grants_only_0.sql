@@ -5,7 +5,6 @@
     post_hook=["{{ analyze_for_readers() }}"],
     indexes=[
         {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
-        {'columns': ['purpose', 'channel', 'status']},
     ],
 ) }}
 {{ golden_consent_part('grants_only', half=0) }}
