@@ -279,7 +279,8 @@ def test_training_is_its_own_job_outside_transform():
     xref = AssetKey(["consent", "client_xref"])
     model = AssetKey(["identity", "person_model"])
     assert AssetKey(["staging", "stg_crm__clients"]) in graph.get(xref).parent_keys
-    assert xref in graph.get(AssetKey(["consent", "consent_event"])).parent_keys
+    for part in ("int_consent_event__contracts", "int_consent_event__direct"):
+        assert xref in graph.get(AssetKey(["staging", part])).parent_keys
     transform = defs.resolve_job_def("transform").asset_layer.selected_asset_keys
     assert xref in transform and model not in transform
     assert defs.resolve_job_def("train_identity").asset_layer.selected_asset_keys == {model}

@@ -25,3 +25,19 @@
 {% macro analyze_for_readers() -%}
     alter table {{ this }} set (autovacuum_enabled = false); analyze {{ this }}
 {%- endmacro %}
+
+{#- Models built side by side each keep to one core: on 2 cores, parallel workers of one model
+    only take the core the other model is using (measured: no gain in a single big model, and
+    slower side by side). `set local`: only for the model's own transaction. -#}
+{% macro one_core_per_model() -%}
+    set local max_parallel_workers_per_gather = 0
+{%- endmacro %}
+
+{#- Millions of rows joined to lookups through staged views, whose row estimates PostgreSQL
+    cannot know (a DISTINCT ON over a parsed view is estimated at 200 rows): it then picks
+    index nested loops for millions of rows (the contracts part of consent_event took 67 s that
+    way, 29 s with hash joins). Lateral lookups stay nested loops, as they must, with their
+    Memoize cache. `set local`: only for the model's own transaction. -#}
+{% macro hash_joins_only() -%}
+    set local enable_nestloop = off; set local enable_mergejoin = off
+{%- endmacro %}

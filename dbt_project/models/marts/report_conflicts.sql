@@ -45,7 +45,7 @@
 --    the website writes one per form submission, so each belongs to one account by construction.
 --  * ambiguous_identity - record pairs splink scored between the review thresholds, shown
 --    instead of being silently merged or split (revocations already cross such pairs).
-{{ config(materialized='table', pre_hook=["{{ large_sort_memory() }}"]) }}
+{{ config(materialized='table', pre_hook=["{{ large_sort_memory() }}", "{{ hash_joins_only() }}"]) }}
 -- consent_event is read once into a narrow working set (everything but the bulk of counted matrix
 -- grants); staging views are read for cheap columns only, and timestamps (a regular expression
 -- per row) are parsed only for the few rows that turn out to matter.
