@@ -173,11 +173,13 @@ where status is not null
    narrow rows. With no revocation the status at an instant is `granted` while the grant that
    runs longest so far (M) has not ended, else `expired`; the basis is M while granted, else the
    latest grant started. So the status can only change where a grant starts or where M ends:
-    1. one pass over the grants in time order: M's end and id, and the next instant;
+    1. one pass over the grants in time order: M's end and id, M as it stood at the previous
+       instant, and the next instant;
     2. per instant (its last grant), the state entered there and whether M ends before the next
        instant (an expiry inside, whose basis is that instant's grant);
-    3. a granted state continues the previous instant's when M is the same and did not end in
-       between; an expired state never continues (each new instant has a new latest grant);
+    3. a granted state continues the previous instant's when M is the same (M then runs past
+       this instant, so it cannot have ended in between); an expired state never continues
+       (each new instant has a new latest grant);
     4. intervals start at the instants that do not continue and at the expiries inside, and
        end where the next one starts.
    A key with a single grant (`key_event_count` 1, half the keys at scale) skips the windows:
@@ -188,68 +190,71 @@ with running as (
     select
         client_id, purpose, channel, partner_code, event_id, effective_at,
         max(ends_at) over key_order                                 as longest_end,
-        max({{ sortable_ts('ends_at') }} || event_id) over key_order  as longest_key,
+        max(end_key) over key_order                                 as longest_key,
+        -- M as it stood at the previous instant (the grants of every earlier instant)
+        max(end_key) over earlier_instants                          as earlier_longest_key,
         lead(effective_at) over key_order                           as next_at
-    from {{ key_events }}
-    where {{ where }} and key_event_count is distinct from 1
-    window key_order as (
-        partition by client_id, purpose, channel, partner_code
-        order by effective_at, event_id
-        rows between unbounded preceding and current row
-    )
+    from (
+        select k.*, {{ sortable_ts('k.ends_at') }} || k.event_id as end_key
+        from {{ key_events }} k
+        where {{ where }} and k.key_event_count is distinct from 1
+    ) grants
+    window
+        key_order as (
+            partition by client_id, purpose, channel, partner_code
+            order by effective_at, event_id
+            rows between unbounded preceding and current row
+        ),
+        -- ordered by a prefix of key_order's order: computed from the same sorted rows
+        earlier_instants as (
+            partition by client_id, purpose, channel, partner_code
+            order by effective_at
+            groups between unbounded preceding and 1 preceding
+        )
 ),
 
-instants as (
-    -- the last grant at each instant decides the state entered there
-    select
-        client_id, purpose, channel, partner_code, event_id, effective_at, longest_end, next_at,
-        longest_end > effective_at                                  as granted,
-        substr(longest_key, 21)                                     as longest_grant_id,
-        longest_end > effective_at
-            and longest_end < coalesce(next_at, 'infinity')         as expires_before_next
-    from running
-    where next_at is distinct from effective_at
-),
-
-marked as (
+boundaries as materialized (
+    -- the last grant at each instant decides the state entered there; intervals start where
+    -- the state does not continue and where M ends before the next instant (`next_cut` is
+    -- where the next boundary ends the open interval)
     select
         i.*,
-        coalesce(granted
-                 and lag(granted and not expires_before_next) over key_order
-                 and lag(longest_grant_id) over key_order = longest_grant_id, false) as continues
-    from instants i
-    window key_order as (
-        partition by client_id, purpose, channel, partner_code order by effective_at, event_id
-    )
-),
-
-boundaries as (
-    -- where intervals start; `next_cut` is where the next boundary ends the open interval
-    select
-        m.*,
         lead(case when continues then longest_end else effective_at end) over (
             partition by client_id, purpose, channel, partner_code order by effective_at, event_id
         )                                                           as next_cut
-    from marked m
+    from (
+        select
+            client_id, purpose, channel, partner_code, event_id, effective_at, longest_end,
+            next_at,
+            longest_end > effective_at                              as granted,
+            substr(longest_key, 21)                                 as longest_grant_id,
+            longest_end > effective_at
+                and longest_end < coalesce(next_at, 'infinity')     as expires_before_next,
+            -- granted with the same M as the previous instant: M then still ran in between
+            coalesce(longest_end > effective_at and earlier_longest_key = longest_key, false)
+                                                                    as continues
+        from running
+        where next_at is distinct from effective_at
+    ) i
     where not continues or expires_before_next
 )
 
+-- the state entered at an instant
 select
-    b.client_id, b.purpose, b.channel, b.partner_code,
-    v.status, v.valid_from, v.valid_to, v.basis_event_id
-from boundaries b
-cross join lateral (
-    values
-        -- the state entered at this instant
-        (not b.continues,
-         case when b.granted then 'granted' else 'expired' end,
-         b.effective_at,
-         case when b.expires_before_next then b.longest_end else b.next_cut end,
-         case when b.granted then b.longest_grant_id else b.event_id end),
-        -- the longest grant ran out before the next instant
-        (b.expires_before_next, 'expired', b.longest_end, b.next_at, b.event_id)
-) as v (starts, status, valid_from, valid_to, basis_event_id)
-where v.starts
+    client_id, purpose, channel, partner_code,
+    case when granted then 'granted' else 'expired' end             as status,
+    effective_at                                                    as valid_from,
+    case when expires_before_next then longest_end else next_cut end as valid_to,
+    case when granted then longest_grant_id else event_id end       as basis_event_id
+from boundaries
+where not continues
+
+union all
+
+-- the longest grant ran out before the next instant
+select client_id, purpose, channel, partner_code, 'expired', longest_end, next_at, event_id
+from boundaries
+where expires_before_next
 
 union all
 
