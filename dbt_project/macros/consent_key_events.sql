@@ -4,12 +4,14 @@
    purpose/channel for every partner; a partner restriction applies to every purpose on its
    channel. consent_history and golden_consent read this, never consent_event directly.
 
-   At scale (16 M rows for 1 M clients) the grants are read straight from consent_event once;
-   the set of existing keys, which revocations and restrictions need, is built only for the
-   clients that have one. `grants_only` marks the keys that carry nothing but grants (about 9 in
-   10): their history is a union of validity intervals, which consent_history computes by a much
-   cheaper path. Each half is written in key and time order, so that the history and golden
-   models walk it key by key through its index as a sequential read, with nothing left to sort.
+   At scale (16 M rows for 1 M clients) this half's counted events are read from consent_event
+   once, into a narrow working set; the set of existing keys, which revocations and restrictions
+   need, is built only for the clients that have one. `grants_only` marks the keys that carry
+   nothing but grants (about 9 in 10): their history is a union of validity intervals, which
+   consent_history computes by a much cheaper path, with no window at all for a key with a
+   single event (`key_event_count`). Each half is written in key and time order, so that the
+   history and golden models walk it client by client through its client_id index as a
+   sequential read, sorting only each client's few rows.
 
    Built in two halves by client (a hash of client_id), side by side, so that both cores sort;
    a key, and all of a client's keys, live in exactly one half.

@@ -8,10 +8,10 @@
     set work_mem = '{{ env_var("CONSENT_DBT_WORK_MEM", size) }}'
 {%- endmacro %}
 
-{#- Models that walk a table key by key read it through its key index (the table is written in
-    key order, so the index scan is sequential): each key's rows are then sorted on their own
-    in memory (incremental sort) instead of one sort of tens of millions of rows spilling to
-    disk. `set local`: only for the model's own transaction. -#}
+{#- Models that walk a table key by key read it through its client_id index (the table is
+    written in key order, so the index scan is sequential): each client's rows are then sorted
+    on their own in memory (incremental sort) instead of one sort of tens of millions of rows.
+    `set local`: only for the model's own transaction. -#}
 {% macro read_in_key_order() -%}
     set local enable_seqscan = off
 {%- endmacro %}
