@@ -1,11 +1,10 @@
 -- Half 1 of the key events, by client (macros/consent_key_events.sql); written in key and time
--- order. Its one sort (8 M rows, over 1 GB at 1 M clients) runs as an external merge in 256 MB:
--- faster than one in-memory sort of it, and much faster when both halves sort side by side.
+-- order, and its one sort (8 M rows, over 1 GB at 1 M clients) gets the memory to stay in memory.
 -- A partial index reaches the keys with a revocation or restriction (1 row in 9) without reading
 -- the others: the full-rules history and golden parts read only those.
 {{ config(
     materialized='table',
-    pre_hook=["{{ large_sort_memory('256MB') }}"],
+    pre_hook=["{{ large_sort_memory('2GB') }}"],
     post_hook=[
         "create index on {{ this }} (client_id) where grants_only is not true",
         "{{ analyze_for_readers() }}",
