@@ -81,3 +81,54 @@ def test_generate_then_run_on_a_fresh_home(tmp_path, database_url):
         "web",
     ]
     assert all(Path(p).exists() for p in out.glob("*/*/_SUCCESS"))
+
+
+def test_a_stopped_run_stops_its_dbt_too_and_the_next_run_resumes(database_url, examples, tmp_path):
+    """A scheduler stops `consent-center run` (SIGTERM) while dbt builds: dbt must not carry on
+    writing on its own, and running the command again finishes the work. (Dagster turns the
+    SIGTERM into its interrupt while a run executes, and dagster-dbt passes it on to dbt and
+    waits for it; this holds the product to that.)"""
+    import signal
+    import time
+
+    import psutil
+
+    landing = tmp_path / "landing"
+    shutil.copytree(examples, landing)
+    env = {"CONSENT_LANDING_DIR": str(landing), "CONSENT_HOME": str(tmp_path / "home")}
+    run = subprocess.Popen(
+        [*CLI, "run"],
+        env={**os.environ, **env, "COLUMNS": "120"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    command = psutil.Process(run.pid)
+
+    def is_dbt(process: psutil.Process) -> bool:
+        try:
+            return any(Path(part).name == "dbt" for part in process.cmdline()[:2])
+        except psutil.Error:  # a short-lived child already gone
+            return False
+
+    deadline = time.monotonic() + 300
+    dbt = []
+    while not dbt and time.monotonic() < deadline and run.poll() is None:
+        dbt = [child for child in command.children(recursive=True) if is_dbt(child)]
+        time.sleep(0.2)
+    assert dbt, "the run never started dbt"
+
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    # the command stopped itself (an orderly failure, not killed by the signal), and only after
+    # its dbt had stopped: a dbt left behind would keep writing through a long model
+    assert run.returncode in (1, 130), (run.returncode, stderr)
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(dbt, timeout=2)
+    assert not alive, "dbt kept running after its run was stopped"
+
+    resumed = _cli("run", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "transform      │ ok" in resumed.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from consent.golden_consent").fetchone()[0] > 0
