@@ -3,14 +3,38 @@
 -- by system code, product type, or contract-number mask (SQL LIKE). A contract grants exactly
 -- what its matching rules say; nothing else ("a contract is never consent to everything").
 with contracts as (
-    -- the newest batch's version of each contract (a later export may add closed_at)
-    select distinct on (contract_id) *, {{ moscow_date('signed_at') }} as signed_day
-    from {{ ref('stg_crm__contracts') }}
-    order by contract_id, batch_id desc, line_number desc
+    -- the newest batch's version of each contract (a later export may add closed_at).
+    -- `<= 1` rather than `= 1` (the same rows) on purpose: PostgreSQL estimates it at a third of
+    -- the contracts instead of a few thousand rows, so the joins further on hash the small
+    -- tables (client_xref, batches, catalog) and not this side, millions of wide rows at scale
+    select *
+    from (
+        select c.*, {{ moscow_date('c.signed_at') }} as signed_day,
+               row_number() over (
+                   partition by c.contract_id order by c.batch_id desc, c.line_number desc
+               ) as version_rank
+        from {{ ref('stg_crm__contracts') }} c
+    ) versions
+    where version_rank <= 1
 ),
 
 rules as (
     select * from {{ ref('int_catalog__product_matrix') }}
+),
+
+wording_on_day as (
+    -- the wording of each consent in force on each signing day: looked up once per (consent,
+    -- day), some thousands of pairs, instead of once per matched contract (millions)
+    select r.consent_code, d.signed_day, w.wording_version
+    from (select distinct signed_day from contracts) d
+    cross join (select distinct consent_code from rules) r
+    cross join lateral (
+        select w.wording_version
+        from {{ ref('int_catalog__wordings') }} w
+        where w.consent_code = r.consent_code and {{ in_force_on('w', 'd.signed_day') }}
+        order by w.effective_from desc
+        limit 1
+    ) w
 ),
 
 matches as (
@@ -63,10 +87,5 @@ left join {{ ref('int_catalog__wordings') }} w_named
     on w_named.consent_code = m.rule_consent_code
     and w_named.wording_version = m.rule_wording_version
     and {{ in_force_at('w_named', 'm.signed_at') }}
-left join lateral (
-    select w.wording_version
-    from {{ ref('int_catalog__wordings') }} w
-    where w.consent_code = m.rule_consent_code and {{ in_force_on('w', 'm.signed_day') }}
-    order by w.effective_from desc
-    limit 1
-) w_signed on true
+left join wording_on_day w_signed
+    on w_signed.consent_code = m.rule_consent_code and w_signed.signed_day = m.signed_day
