@@ -367,6 +367,9 @@ def test_helpdesk_fio_parsing_and_skeletons():
     assert parsed.iloc[3].tolist() == ["иванов", "ибрагим", "петрович"]
     sk = skeleton(pd.Series(["Мария", "Mariia", "Maria", "Фёдор", "Fedor", "Дмитрий", "Dmitry"]))
     assert sk.tolist() == ["mara", "mara", "mara", "fedor", "fedor", "dmitri", "dmitri"]
+    # ё is е on the Cyrillic side, so its Latin spellings (yo, io, jo) must agree with it
+    sk = skeleton(pd.Series(["Артём", "Артем", "Artyom", "Artiom", "Фёкла", "Fiokla", "Piotr"]))
+    assert sk.tolist() == ["artem", "artem", "artem", "artem", "fekla", "fekla", "petr"]
     prep = prepare(frame([dict(source="helpdesk", source_record_id="H", fio="ким в.")]))
     assert prep.loc[0, "ln_sk"] == "kim" and prep.loc[0, "fn_init"] == "v"
     assert prep.loc[0, "fn_sk"] is None

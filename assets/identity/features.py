@@ -70,7 +70,9 @@ _SKELETON_RULES: list[tuple[str, str]] = [
     (r"x", "ks"),
     (r"(yu|iu|ju)", "u"),
     (r"(ya|ia|ja)", "a"),
-    (r"(yo|io|jo)", "o"),
+    # ё: the Cyrillic side folds it to е (normalise_text), so its Latin spellings must fold to
+    # e too ("Артём", "Artyom", "Artiom" -> "artem"; "Пётр", "Piotr" -> "petr")
+    (r"(yo|io|jo)", "e"),
     (r"(ye|ie|je)", "e"),
     (r"[yj]", "i"),
     (r"w", "v"),
