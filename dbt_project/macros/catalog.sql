@@ -23,3 +23,18 @@
     )
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    The wording of a consent in force on a Moscow day (DESIGN rule 1: a rule or tick that names
+    no wording version takes the one in force then): the newest of the versions in force, as a
+    one-column subquery for a `lateral` join. Null consent or no version in force: no row.
+-#}
+{% macro wording_in_force(consent_code, day) -%}
+    (
+        select w.wording_version
+        from {{ ref('int_catalog__wordings') }} w
+        where w.consent_code = {{ consent_code }} and {{ in_force_on('w', day) }}
+        order by w.effective_from desc
+        limit 1
+    )
+{%- endmacro %}

@@ -46,10 +46,4 @@ from ticks k
 left join {{ ref('int_catalog__crm_flag_map') }} fm on fm.flag_code = k.flag_code
 left join {{ ref('int_catalog__consent_types') }} t on t.consent_code = fm.consent_code
 left join contracts c on c.contract_id = k.contract_id
-left join lateral (
-    select w.wording_version
-    from {{ ref('int_catalog__wordings') }} w
-    where w.consent_code = fm.consent_code and {{ in_force_on('w', 'k.set_day') }}
-    order by w.effective_from desc
-    limit 1
-) w on true
+left join lateral {{ wording_in_force('fm.consent_code', 'k.set_day') }} w on true

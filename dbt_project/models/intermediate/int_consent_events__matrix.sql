@@ -28,13 +28,7 @@ wording_on_day as (
     select r.consent_code, d.signed_day, w.wording_version
     from (select distinct signed_day from contracts) d
     cross join (select distinct consent_code from rules) r
-    cross join lateral (
-        select w.wording_version
-        from {{ ref('int_catalog__wordings') }} w
-        where w.consent_code = r.consent_code and {{ in_force_on('w', 'd.signed_day') }}
-        order by w.effective_from desc
-        limit 1
-    ) w
+    cross join lateral {{ wording_in_force('r.consent_code', 'd.signed_day') }} w
 ),
 
 matches as (

@@ -10,13 +10,8 @@ with partner as (
         w.wording_version
     from {{ ref('stg_partner__clients') }} p
     left join {{ ref('int_catalog__consent_types') }} t on t.consent_code = p.consent_code
-    left join lateral (
-        select w.wording_version
-        from {{ ref('int_catalog__wordings') }} w
-        where w.consent_code = p.consent_code and {{ in_force_at('w', 'p.obtained_at') }}
-        order by w.effective_from desc
-        limit 1
-    ) w on true
+    left join lateral {{ wording_in_force('p.consent_code', moscow_date('p.obtained_at')) }} w
+        on true
     order by partner_code, partner_client_id, consent_code, obtained_at, batch_id desc,
              line_number desc
 ),
