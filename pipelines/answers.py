@@ -133,8 +133,9 @@ def _basis(conn, client_id, purpose, channel, partner_code, at, status, basis_id
                       and partner_code = %(pc)s and action in ('revoke', 'restrict')
                       and effective_at <= %(at)s
                 )
+                -- a channel-uniform group's grants are stored once, under channel `any`
                 select event_id from staging.int_consent_key_events, last_revocation r
-                where client_id = %(c)s and purpose = %(p)s and channel = %(ch)s
+                where client_id = %(c)s and purpose = %(p)s and channel in (%(ch)s, 'any')
                   and partner_code = %(pc)s and action = 'grant'
                   and effective_at <= %(at)s and ends_at > %(at)s
                   and (r.at is null or effective_at > r.at)

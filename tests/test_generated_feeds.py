@@ -157,11 +157,48 @@ def test_grants_only_keys_get_the_history_the_full_rules_give(generated_run, tmp
         "+ (select count(*) from staging.int_consent_history__grants_only_1)"
     ).fetchone()
     assert grants_only_keys > 1_000 and fast_rows >= grants_only_keys
+    # both compared as stored: a channel-uniform group's keys under channel `any`
+    stored_parts = " union all ".join(
+        f"select * from staging.int_consent_history__{part}"
+        for part in ("with_revocations", "grants_only_0", "grants_only_1")
+    )
     only_full, only_ours = conn.execute(
-        f"with full_rules as ({full_rules}), ours as (select * from consent.consent_history) "
+        f"with full_rules as ({full_rules}), ours as ({stored_parts}) "
         "select (select count(*) from (select * from full_rules except all "
         "                              select * from ours) a), "
         "       (select count(*) from (select * from ours except all "
         "                              select * from full_rules) b)"
     ).fetchone()
     assert (only_full, only_ours) == (0, 0)
+
+
+def test_channel_uniform_keys_are_stored_once_and_shown_for_every_channel(generated_run):
+    """A client x purpose x partner with nothing but `any` grants is stored once under `any`;
+    the public history shows it as six channel keys with the same intervals."""
+    _, _, conn, _ = generated_run
+    stored_any, stored_concrete, shown, shown_any = conn.execute(
+        """
+        with stored as (
+            select channel from staging.int_consent_history__with_revocations
+            union all select channel from staging.int_consent_history__grants_only_0
+            union all select channel from staging.int_consent_history__grants_only_1
+        )
+        select (select count(*) from stored where channel = 'any'),
+               (select count(*) from stored where channel <> 'any'),
+               (select count(*) from consent.consent_history),
+               (select count(*) from consent.consent_history where channel = 'any')
+        """
+    ).fetchone()
+    assert stored_any > 1_000 and stored_concrete > 1_000
+    assert shown == stored_concrete + 6 * stored_any and shown_any == 0
+    # no key is both stored whole and per channel
+    overlapping = conn.execute(
+        """
+        select count(*) from staging.int_consent_key_events w
+        where w.channel = 'any'
+          and exists (select from staging.int_consent_key_events k
+                      where k.client_id = w.client_id and k.purpose = w.purpose
+                        and k.partner_code = w.partner_code and k.channel <> 'any')
+        """
+    ).fetchone()[0]
+    assert overlapping == 0

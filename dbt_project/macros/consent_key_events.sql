@@ -4,7 +4,7 @@
    purpose/channel for every partner; a partner restriction applies to every purpose on its
    channel. consent_history and golden_consent read this, never consent_event directly.
 
-   At scale (16 M rows for 1 M clients) this half's counted events are read from consent_event
+   At scale (6.6 M rows for 1 M clients) this half's counted events are read from consent_event
    once, into a narrow working set; the set of existing keys, which revocations and restrictions
    need, is built only for the clients that have one. `grants_only` marks the keys that carry
    nothing but grants (about 9 in 10): their history is a union of validity intervals, which
@@ -15,10 +15,17 @@
 
    Built in two halves by client (a hash of client_id), side by side, so that both cores sort;
    a key, and all of a client's keys, live in exactly one half.
+
+   Channel-uniform keys are kept whole: when every event of a client x purpose x partner is a
+   grant on channel `any` and no revocation or restriction of the client can reach that purpose,
+   the six channel keys carry the same events and so have the same history. They are written
+   once, under channel `any`, and the public consent_history and golden_consent views expand
+   them to the six channels (macros/channels.sql). At 1 M clients this is 7 in 10 of the key
+   events: 6.6 M rows to sort and window instead of 16 M.
 -#}
 {% macro consent_key_events(half) %}
 {% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
-{% set channels = ['call', 'sms', 'email', 'messenger', 'push', 'post'] %}
+{% set channels = concrete_channels() %}
 {% set each_channel %}
     cross join lateral unnest(
         case when e.channel in ('any', 'all')
@@ -34,6 +41,38 @@ with counted as materialized (
     from {{ ref('consent_event') }} e
     where e.is_counted and e.client_id is not null and e.effective_at is not null
       and (hashtext(e.client_id) & 1) = {{ half }}
+),
+
+touched as (
+    -- client x purpose pairs that a revocation or restriction may reach (no purpose: every
+    -- purpose; a partner restriction names none)
+    select distinct client_id, purpose
+    from counted
+    where action <> 'grant'
+),
+
+uniform_groups as materialized (
+    -- client x purpose x partner whose events are all grants on channel `any`, and which nothing
+    -- but grants can reach: one history serves its six channel keys
+    select g.client_id, g.purpose, g.partner_code
+    from (
+        select client_id, purpose, partner_code
+        from counted
+        where purpose is not null
+        group by 1, 2, 3
+        having bool_and(action = 'grant' and channel in ('any', 'all'))
+    ) g
+    where not exists (
+              select from touched t where t.client_id = g.client_id and t.purpose = g.purpose)
+      and g.client_id not in (select client_id from touched where purpose is null)
+),
+
+grants as materialized (
+    -- counted grants, each marked when its group is channel-uniform
+    select e.*, u.client_id is not null as uniform
+    from counted e
+    left join uniform_groups u using (client_id, purpose, partner_code)
+    where e.action = 'grant' and e.purpose is not null
 ),
 
 revocations as (
@@ -59,13 +98,13 @@ affected_clients as (
 ),
 
 keys as (
-    -- every key of the clients with a revocation or restriction: their grants' keys, their
-    -- revocations' keys, and every purpose on a restricted channel
+    -- every key of the clients with a revocation or restriction: their grants' keys (but
+    -- those of channel-uniform groups, which no revocation reaches), their revocations' keys,
+    -- and every purpose on a restricted channel
     select e.client_id, e.purpose, ch.value as channel, e.partner_code
-    from counted e
+    from grants e
     {{ each_channel }}
-    where e.action = 'grant' and e.purpose is not null
-      and e.client_id in (select client_id from affected_clients)
+    where not e.uniform and e.client_id in (select client_id from affected_clients)
     union
     select client_id, purpose, channel, partner_code from revocations
     union
@@ -80,13 +119,18 @@ select
     bool_and(action = 'grant') over whole_key              as grants_only,
     count(*) over whole_key                                as key_event_count
 from (
-    -- grants define their own keys
+    -- grants define their own keys; a channel-uniform group's grants stay under `any`
     select e.client_id, e.purpose, ch.value as channel, e.partner_code, e.event_id,
            'grant'::text as action, e.effective_at,
            coalesce(e.valid_until, 'infinity'::timestamptz) as ends_at
-    from counted e
+    from grants e
     {{ each_channel }}
-    where e.action = 'grant' and e.purpose is not null
+    where not e.uniform
+    union all
+    select e.client_id, e.purpose, 'any', e.partner_code, e.event_id, 'grant', e.effective_at,
+           coalesce(e.valid_until, 'infinity'::timestamptz)
+    from grants e
+    where e.uniform
     union all
     select k.client_id, k.purpose, k.channel, k.partner_code, r.event_id, r.action,
            r.effective_at, null::timestamptz

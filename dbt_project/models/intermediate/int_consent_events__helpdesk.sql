@@ -3,7 +3,7 @@
 -- all marketing on all channels and reported (DESIGN rule 4: when in doubt, do not contact).
 -- An erase request revokes everything: nobody who asked to be erased is contacted.
 {% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
-{% set channels = ['call', 'sms', 'email', 'messenger', 'push', 'post'] %}
+{% set channels = concrete_channels() %}
 with tickets as (
     select distinct on (ticket_id) *
     from {{ ref('stg_helpdesk__tickets') }}

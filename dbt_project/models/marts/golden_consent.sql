@@ -6,8 +6,15 @@
 -- in exactly one part, and each part has a unique index on the key (no index on purpose,
 -- channel and status: with 30 combinations a scan of one reads nearly every page anyway).
 {{ config(materialized='view') }}
-select * from {{ ref('int_golden_consent__with_revocations') }}
-union all
-select * from {{ ref('int_golden_consent__grants_only_0') }}
-union all
-select * from {{ ref('int_golden_consent__grants_only_1') }}
+select h.client_id, h.purpose, c.channel, h.partner_code, h.status, h.valid_from, h.valid_until,
+       h.basis_event_ids, h.last_changed_at
+from (
+    select * from {{ ref('int_golden_consent__with_revocations') }}
+    union all
+    select * from {{ ref('int_golden_consent__grants_only_0') }}
+    union all
+    select * from {{ ref('int_golden_consent__grants_only_1') }}
+) h
+-- a stored row under channel `any` stands for the six channel keys of a channel-uniform
+-- group (macros/channels.sql)
+join {{ key_channels('c') }} on c.key_channel = h.channel
