@@ -21,7 +21,7 @@
    keys, so nothing is sorted twice (at 1M clients this is about 30 M timeline rows).
 
    Used for the keys with a revocation or restriction; keys with grants only take the cheaper
-   consent_history_grants_only below (same result), and the two parts are built side by side.
+   consent_history_grants_only below (same result), in the same table (consent_history_part).
 -#}
 {% macro consent_history_intervals(key_events, where='true') %}
 with timeline as (
@@ -275,22 +275,21 @@ cross join lateral (
 where {{ where }} and k.key_event_count = 1 and v.starts
 {% endmacro %}
 
-{#- consent_history's parts: keys with a revocation or restriction by the full rules; keys with
-    grants only by the path above, one per half of the key events (by client), so that the three
-    parts keep both cores busy. dbt var `grants_only_path` (default true): false sends every key
-    through the full rules (the grants-only parts are then empty), which the tests use to check
-    that both paths agree. -#}
-{% macro consent_history_part(kind, half=none) %}
+{#- consent_history's part for one half of the key events (by client): keys with a revocation or
+    restriction by the full rules, keys with grants only by the path above, in one table per
+    half, so that each half's history starts as soon as its key events are ready and the two
+    halves keep both cores busy. dbt var `grants_only_path` (default true): false sends every
+    key through the full rules, which the tests use to check that both paths agree. -#}
+{% macro consent_history_part(half) %}
+{%- set key_events = ref('int_consent_key_events__half_' ~ half) %}
 {%- set fast = var('grants_only_path', true) %}
-{%- if kind == 'with_revocations' %}
-{{ consent_history_intervals(ref('int_consent_key_events'),
-                             'k.grants_only is not true' if fast else 'true') }}
-{%- elif fast %}
-{{ consent_history_grants_only(ref('int_consent_key_events__half_' ~ half), 'grants_only') }}
-{%- else %}
-select null::text as client_id, null::text as purpose, null::text as channel,
-       null::text as partner_code, null::text as status, null::timestamptz as valid_from,
-       null::timestamptz as valid_to, null::text as basis_event_id
-where false
+select * from (
+{{ consent_history_intervals(key_events, 'k.grants_only is not true' if fast else 'true') }}
+) by_full_rules
+{%- if fast %}
+union all
+select * from (
+{{ consent_history_grants_only(key_events, 'k.grants_only') }}
+) by_grants_only_path
 {%- endif %}
 {% endmacro %}

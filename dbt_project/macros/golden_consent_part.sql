@@ -1,15 +1,15 @@
 {#-
-   One part of golden_consent: the current status of the keys of one consent_history part, with
+   One part of golden_consent: the current status of the keys of one consent_history half, with
    every grant that holds a granted consent open now (several products can each grant it).
-   golden_consent is a view over the parts; each part is built as soon as its history part is,
-   so the parts keep both cores busy. On a grants-only key every running grant supports the
-   status; elsewhere only those after the key's latest revocation or restriction so far.
+   golden_consent is a view over the halves; each is built as soon as its history half is, so
+   the two keep both cores busy. On a grants-only key every running grant supports the status;
+   elsewhere only those after the key's latest revocation or restriction so far.
 -#}
-{% macro golden_consent_part(kind, half=none) %}
-{%- set history = ref('int_consent_history__' ~ kind ~ ('' if half is none else '_' ~ half)) %}
+{% macro golden_consent_part(half) %}
+{%- set key_events = ref('int_consent_key_events__half_' ~ half) %}
 with current_intervals as (
     select *
-    from {{ history }}
+    from {{ ref('int_consent_history__half_' ~ half) }}
     where valid_from <= now() and (valid_to is null or valid_to > now())
 ),
 
@@ -17,22 +17,24 @@ supporting_grants as (
     select client_id, purpose, channel, partner_code,
            array_agg(event_id order by effective_at, event_id) as event_ids,
            max(ends_at) as valid_until
-    {%- if kind == 'grants_only' %}
-    from {{ ref('int_consent_key_events__half_' ~ half) }}
+    from {{ key_events }}
     where grants_only and effective_at <= now() and ends_at > now()
-    {%- else %}
+    group by 1, 2, 3, 4
+    union all
+    select client_id, purpose, channel, partner_code,
+           array_agg(event_id order by effective_at, event_id),
+           max(ends_at)
     from (
         select
             k.*,
             max(effective_at) filter (
                 where action in ('revoke', 'restrict') and effective_at <= now()
             ) over (partition by client_id, purpose, channel, partner_code) as revoked_at
-        from {{ ref('int_consent_key_events') }} k
+        from {{ key_events }} k
         where grants_only is not true
     ) key_events
     where action = 'grant' and effective_at <= now() and ends_at > now()
       and (revoked_at is null or effective_at > revoked_at)
-    {%- endif %}
     group by 1, 2, 3, 4
 )
 

@@ -1,10 +1,11 @@
 -- The full status history per client x purpose x channel x partner (DESIGN rules 2-6):
--- non-overlapping intervals, so the status at any instant is one row. Computed in parts built
--- side by side: keys with a revocation or restriction by the full rules, keys with grants only
--- (two halves by client) by a cheaper path with the same result
--- (macros/consent_history_intervals.sql). This view is their union; a key lives in exactly one
--- part, and lookups by client reach each part's index. The six channel keys of a
--- channel-uniform group share one stored history under channel `any`, shown here on each.
+-- non-overlapping intervals, so the status at any instant is one row. Computed in two halves
+-- by client, built side by side (int_consent_history__half_0/1): in each, keys with a
+-- revocation or restriction by the full rules and keys with grants only by a cheaper path with
+-- the same result (macros/consent_history_intervals.sql). This view is their union; a key
+-- lives in exactly one half, and lookups by client reach each half's index. The six channel
+-- keys of a channel-uniform group share one stored history under channel `any`, shown here on
+-- each.
 {{ config(
     materialized='view',
     post_hook=["{{ create_consent_status_function() }}"],
@@ -12,11 +13,9 @@
 select h.client_id, h.purpose, c.channel, h.partner_code, h.status, h.valid_from, h.valid_to,
        h.basis_event_id
 from (
-    select * from {{ ref('int_consent_history__with_revocations') }}
+    select * from {{ ref('int_consent_history__half_0') }}
     union all
-    select * from {{ ref('int_consent_history__grants_only_0') }}
-    union all
-    select * from {{ ref('int_consent_history__grants_only_1') }}
+    select * from {{ ref('int_consent_history__half_1') }}
 ) h
 -- a stored row under channel `any` stands for the six channel keys of a channel-uniform
 -- group (macros/channels.sql)

@@ -1,19 +1,18 @@
 -- The current status per client x purpose x channel x partner: the consent_history interval
 -- that contains now(), with every event that supports it (DESIGN section 6). Rebuilt on every
 -- run (and nightly), so consents that expire by the clock move to `expired` without new data.
--- Built in parts, one per consent_history part (int_golden_consent__*, each as soon as its
--- history part is ready; macros/golden_consent_part.sql); this view is their union. A key lives
--- in exactly one part, and each part has a unique index on the key (no index on purpose,
--- channel and status: with 30 combinations a scan of one reads nearly every page anyway).
+-- Built in two halves by client, one per consent_history half (int_golden_consent__half_0/1,
+-- each as soon as its history half is ready; macros/golden_consent_part.sql); this view is their
+-- union. A key lives in exactly one half, and each half has a unique index on the key (no index
+-- on purpose, channel and status: with 30 combinations a scan of one reads nearly every page
+-- anyway).
 {{ config(materialized='view') }}
 select h.client_id, h.purpose, c.channel, h.partner_code, h.status, h.valid_from, h.valid_until,
        h.basis_event_ids, h.last_changed_at
 from (
-    select * from {{ ref('int_golden_consent__with_revocations') }}
+    select * from {{ ref('int_golden_consent__half_0') }}
     union all
-    select * from {{ ref('int_golden_consent__grants_only_0') }}
-    union all
-    select * from {{ ref('int_golden_consent__grants_only_1') }}
+    select * from {{ ref('int_golden_consent__half_1') }}
 ) h
 -- a stored row under channel `any` stands for the six channel keys of a channel-uniform
 -- group (macros/channels.sql)

@@ -1,4 +1,5 @@
--- golden_consent of the keys with a revocation or restriction (macros/golden_consent_part.sql).
+-- golden_consent of the clients in half 1 (macros/golden_consent_part.sql), built as soon as
+-- their history is.
 {{ config(
     materialized='table',
     pre_hook=["{{ large_sort_memory() }}"],
@@ -7,4 +8,4 @@
         {'columns': ['client_id', 'purpose', 'channel', 'partner_code'], 'unique': True},
     ],
 ) }}
-{{ golden_consent_part('with_revocations') }}
+{{ golden_consent_part(half=1) }}
