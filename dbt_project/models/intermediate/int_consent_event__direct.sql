@@ -4,7 +4,8 @@
 -- int_consent_event__contracts.
 {{ config(
     materialized='table',
-    pre_hook=["{{ large_sort_memory() }}", "{{ one_core_per_model() }}"],
+    pre_hook=["{{ large_sort_memory() }}", "{{ one_core_per_model() }}",
+              "{{ hash_joins_only() }}"],
     post_hook=["{{ analyze_for_readers() }}"],
     indexes=[
         {'columns': ['event_id'], 'unique': True},

@@ -46,4 +46,8 @@ from ticks k
 left join {{ ref('int_catalog__crm_flag_map') }} fm on fm.flag_code = k.flag_code
 left join {{ ref('int_catalog__consent_types') }} t on t.consent_code = fm.consent_code
 left join contracts c on c.contract_id = k.contract_id
-left join lateral {{ wording_in_force('fm.consent_code', 'k.set_day') }} w on true
+-- the wording in force on the tick's day: a hash join on the consent and a range check over
+-- int_catalog__wording_periods, not a lookup per tick (1.3 M at 1 M clients)
+left join {{ ref('int_catalog__wording_periods') }} w
+    on w.consent_code = fm.consent_code and k.set_day >= w.from_day
+    and (w.to_day is null or k.set_day <= w.to_day)
