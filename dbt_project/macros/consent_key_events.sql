@@ -20,11 +20,11 @@
    grant on channel `any` and no revocation or restriction of the client can reach that purpose,
    the six channel keys carry the same events and so have the same history. They are written
    once, under channel `any`, and the public consent_history and golden_consent views expand
-   them to the six channels (macros/channels.sql). At 1 M clients this is 7 in 10 of the key
+   them to the six channels (macros/consent_scope.sql). At 1 M clients this is 7 in 10 of the key
    events: 6.6 M rows to sort and window instead of 16 M.
 -#}
 {% macro consent_key_events(half) %}
-{% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
+{% set purposes = consent_purposes() %}
 {% set channels = concrete_channels() %}
 {% set each_channel %}
     cross join lateral unnest(

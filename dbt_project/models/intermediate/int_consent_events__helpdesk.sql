@@ -2,7 +2,7 @@
 -- from the instant received, for the whole client. A scope that cannot be read is honoured as
 -- all marketing on all channels and reported (DESIGN rule 4: when in doubt, do not contact).
 -- An erase request revokes everything: nobody who asked to be erased is contacted.
-{% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
+{% set purposes = consent_purposes() %}
 {% set channels = concrete_channels() %}
 with tickets as (
     select distinct on (ticket_id) *

@@ -1,7 +1,7 @@
 -- Partner feeds: the consent the partner collected (granted from obtained_at until valid_until,
 -- else for the type's term; a refusal revokes), and the partner's channel restrictions, which
 -- block those channels for the client over the same interval whatever other grants say.
-{% set purposes = ['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics'] %}
+{% set purposes = consent_purposes() %}
 with partner as (
     select distinct on (partner_code, partner_client_id, consent_code, obtained_at) p.*,
         t.consent_code is not null as known_type,

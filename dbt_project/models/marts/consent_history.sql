@@ -10,13 +10,9 @@
     materialized='view',
     post_hook=["{{ create_consent_status_function() }}"],
 ) }}
-select h.client_id, h.purpose, c.channel, h.partner_code, h.status, h.valid_from, h.valid_to,
-       h.basis_event_id
-from (
-    select * from {{ ref('int_consent_history__half_0') }}
-    union all
-    select * from {{ ref('int_consent_history__half_1') }}
-) h
 -- a stored row under channel `any` stands for the six channel keys of a channel-uniform
--- group (macros/channels.sql)
-join {{ key_channels('c') }} on c.key_channel = h.channel
+-- group (macros/consent_scope.sql)
+{{ halves_on_concrete_channels('int_consent_history', [
+    'client_id', 'purpose', 'channel', 'partner_code', 'status', 'valid_from', 'valid_to',
+    'basis_event_id'
+]) }}

@@ -7,13 +7,9 @@
 -- on purpose, channel and status: with 30 combinations a scan of one reads nearly every page
 -- anyway).
 {{ config(materialized='view') }}
-select h.client_id, h.purpose, c.channel, h.partner_code, h.status, h.valid_from, h.valid_until,
-       h.basis_event_ids, h.last_changed_at
-from (
-    select * from {{ ref('int_golden_consent__half_0') }}
-    union all
-    select * from {{ ref('int_golden_consent__half_1') }}
-) h
 -- a stored row under channel `any` stands for the six channel keys of a channel-uniform
--- group (macros/channels.sql)
-join {{ key_channels('c') }} on c.key_channel = h.channel
+-- group (macros/consent_scope.sql)
+{{ halves_on_concrete_channels('int_golden_consent', [
+    'client_id', 'purpose', 'channel', 'partner_code', 'status', 'valid_from', 'valid_until',
+    'basis_event_ids', 'last_changed_at'
+]) }}

@@ -1,3 +1,8 @@
+{#- The purposes a consent can have (DESIGN section 6). -#}
+{% macro consent_purposes() -%}
+    {{ return(['processing', 'storage', 'third_party_transfer', 'marketing', 'analytics']) }}
+{%- endmacro %}
+
 {#- The concrete contact channels (DESIGN section 6); `any` (or `all`) in a source means all six. -#}
 {% macro concrete_channels() -%}
     {{ return(['call', 'sms', 'email', 'messenger', 'push', 'post']) }}
@@ -14,4 +19,20 @@
         ('any', '{{ channel }}'), ('{{ channel }}', '{{ channel }}'){{ ',' if not loop.last }}
     {%- endfor %}
     ) as {{ alias }} (key_channel, channel)
+{%- endmacro %}
+
+{#- A public view over the two halves of a stored model (`<model>__half_0/1`), each stored row
+    shown on every concrete channel it stands for: consent_history and golden_consent.
+    `columns` are the view's columns in order; `channel` is the concrete one. -#}
+{% macro halves_on_concrete_channels(model, columns) -%}
+select
+    {%- for column in columns %}
+    {{ 'c.channel' if column == 'channel' else 'h.' ~ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from (
+    select * from {{ ref(model ~ '__half_0') }}
+    union all
+    select * from {{ ref(model ~ '__half_1') }}
+) h
+join {{ key_channels('c') }} on c.key_channel = h.channel
 {%- endmacro %}
