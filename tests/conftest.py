@@ -21,9 +21,8 @@ import pytest
 from pipelines.database import create_database, ensure_embedded_server, stop_embedded_server
 from pipelines.settings import Settings
 
-EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / "landing"
-if not EXAMPLES.exists():  # a clone next to shared/, wherever it lives
-    EXAMPLES = Path(os.environ.get("CONSENT_EXAMPLES", "../shared/examples/landing")).resolve()
+# the worked example: a hand-written landing zone the tests own (see tests/fixtures/README.md)
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "landing"
 
 _EXTERNAL_URL = os.environ.get("CONSENT_DATABASE_URL")
 
@@ -112,5 +111,5 @@ def conn(database_url) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def examples() -> Path:
     if not EXAMPLES.exists():
-        pytest.fail(f"the shared examples landing zone is missing: {EXAMPLES}")
+        pytest.fail(f"the worked-example landing zone is missing: {EXAMPLES}")
     return EXAMPLES

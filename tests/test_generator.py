@@ -16,8 +16,8 @@ import pytest
 from sources.generator import GenerationSummary, GeneratorConfig, NoiseRates, generate
 from sources.generator import truth as T
 from sources.generator.writers import HEADERS
+from tests.conftest import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples" / "landing"
 CSV_FILES = {name: src for (src, name) in HEADERS if name.endswith(".csv")}
 WEB_KEYS = [
     "event_id",
@@ -471,7 +471,7 @@ def test_namesakes_exist(run20k) -> None:
     assert any(k[0].startswith("иванов") and len(v) > 1 for k, v in names.items())
 
 
-# ------------------------------------------------ the worked example (shared/examples)
+# ------------------------------------------------ the worked example (tests/fixtures)
 def _example_facts() -> tuple[T.Catalog, T.Facts, T.Facts]:
     cat = T.Catalog.from_dir(EXAMPLES / "catalog" / "2024-01-01")
     d = datetime

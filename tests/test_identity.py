@@ -25,7 +25,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def base_people() -> list[dict]:
-    """The two people of ../shared/examples plus background clients and namesakes."""
+    """The two people of the worked example (tests/fixtures) plus background clients and namesakes."""
     return [
         # Maria Sokolova: two CRM records (capitals, no middle name) and a Latin web account
         dict(

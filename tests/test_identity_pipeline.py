@@ -1,6 +1,6 @@
 """Identity resolution wired into the pipeline (issue 4): staging -> splink -> consent tables.
 
-The worked example (../shared/examples) is loaded and staged once per module with a real
+The worked example (tests/fixtures/landing) is loaded and staged once per module with a real
 `dbt build --select staging`; resolution reads the staging views and writes client_xref,
 golden_client and identity_ambiguous_matches back, as the Dagster asset does.
 """
