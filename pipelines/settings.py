@@ -6,8 +6,10 @@ Every entry point (CLI, Dagster code location, tests) reads paths through this m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,12 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# The OS user the embedded PostgreSQL runs as when the project runs as root (PostgreSQL refuses
+# to run as root); CONSENT_HOME is then 0710 with this user's group, so it reaches its data.
+EMBEDDED_SERVER_USER = "embedded_postgres"
+# Everything the project writes (CONSENT_HOME, reports, change-feed files, Data Docs, Dagster's
+# instance, logs) is for its owner only: files 0600, folders 0700.
+PRIVATE_UMASK = 0o077
 
 
 def dbt_executable() -> str:
@@ -46,9 +54,56 @@ class Settings:
         return self.database_url is None
 
 
+def make_private() -> None:
+    """Files and folders this process creates from now on are its owner's only (0600/0700).
+
+    Set by load_settings, which every entry point (CLI, Dagster code location and its runs,
+    tests) calls before it writes anything; processes started from here (dagster dev, dbt)
+    inherit it.
+    """
+    os.umask(PRIVATE_UMASK)
+
+
+def _server_group(gid: int) -> bool:
+    import grp
+
+    with contextlib.suppress(KeyError):
+        return grp.getgrgid(gid).gr_name == EMBEDDED_SERVER_USER
+    return False
+
+
+def make_home_private(home: Path) -> None:
+    """CONSENT_HOME is 0700 (0710 as root when its group is the embedded server's own)."""
+    try:
+        st = home.stat()
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():
+        return  # not ours to change (a shared, managed folder): leave it to its owner
+    wanted = 0o700
+    if os.geteuid() == 0 and _server_group(st.st_gid):
+        wanted |= stat.S_IXGRP
+    if stat.S_IMODE(st.st_mode) != wanted:
+        home.chmod(wanted)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a file that only its owner may read (0600 whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+
+
 def load_settings() -> Settings:
-    """Read the environment now (not at import) so tests and the CLI can point elsewhere."""
+    """Read the environment now (not at import) so tests and the CLI can point elsewhere.
+
+    Also makes this process's files private (make_private) and CONSENT_HOME 0700 if it exists
+    (created later, it is 0700 through the umask).
+    """
+    make_private()
     home = Path(os.environ.get("CONSENT_HOME") or ".consent-center").expanduser().resolve()
+    make_home_private(home)
     landing = os.environ.get("CONSENT_LANDING_DIR")
     landing_dir = Path(landing).expanduser().resolve() if landing else home / "landing"
     return Settings(
