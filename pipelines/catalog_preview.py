@@ -10,6 +10,8 @@ afterwards, the preview schemas stay for inspection until the next preview.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,11 @@ from sources.readers import BatchFileError
 from sources.schema import RAW_SCHEMA, ensure_schema, partition_name
 
 PREVIEW_PREFIX = "preview-"
+# A batch id as the landing contract allows it. The preview's batch id reaches SQL (the dbt var
+# catalog_batch_id, which macros/catalog.sql validates again) and the diff file's name, so a
+# folder named otherwise (a quote, a slash, a newline) is refused before anything runs.
+# Defined here until sources/landing.py exposes the landing zone's own pattern; keep them equal.
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}")
 DIFF_QUERY = """
     select coalesce(p.client_id, c.client_id) as client_id,
            coalesce(p.purpose, c.purpose) as purpose,
@@ -73,9 +80,15 @@ def _drop_preview_batch(conn: psycopg.Connection, batch_id: str) -> None:
 
 def preview_catalog(url: str, folder: Path, reports_dir: Path) -> CatalogPreview:
     """Re-derive everything with the catalog in `folder` and compare with production."""
+    name = Path(os.path.abspath(folder)).name  # "." and "x/.." name their folders too
+    if not BATCH_ID_PATTERN.fullmatch(name):
+        raise BatchFileError(
+            f"catalog preview: the folder name {name!r} is not a batch id "
+            "(1-64 letters, digits or ._:+-, starting with a letter or digit); rename it"
+        )
     if not folder.is_dir():
-        raise BatchFileError(f"catalog preview: {folder} is not a catalog batch folder")
-    batch_id = f"{PREVIEW_PREFIX}{folder.name}"
+        raise BatchFileError(f"catalog preview: {str(folder)!r} is not a catalog batch folder")
+    batch_id = f"{PREVIEW_PREFIX}{name}"
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         _drop_preview_batch(conn, batch_id)
@@ -90,7 +103,7 @@ def preview_catalog(url: str, folder: Path, reports_dir: Path) -> CatalogPreview
         variables = json.dumps({"catalog_batch_id": batch_id, "schema_suffix": "_preview"})
         run_dbt(url, "run", "--select", "intermediate", "marts", "--vars", variables)
         reports_dir.mkdir(parents=True, exist_ok=True)
-        diff_file = reports_dir / f"catalog_preview_{folder.name}.csv"
+        diff_file = reports_dir / f"catalog_preview_{name}.csv"
         with psycopg.connect(url, autocommit=True) as conn:
             with (
                 open(diff_file, "wb") as out,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -64,3 +68,62 @@ def test_shortening_a_matrix_term_shows_who_loses_what_before_it_applies(derived
             ).fetchone()[0]
             == 0
         )
+
+
+# a folder name that, spliced into SQL, would end the statement and drop a table
+INJECTION = "2025-01-01'; drop table public.canary; select '"
+
+
+def _canary(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create table if not exists public.canary (id int)")
+
+
+def _canary_alive_and_nothing_loaded(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select to_regclass('public.canary')").fetchone()[0] is not None
+        assert (
+            conn.execute(
+                "select count(*) from consent.ingest_batches where batch_id like 'preview-%'"
+            ).fetchone()[0]
+            == 0
+        )
+
+
+def test_a_catalog_folder_named_like_sql_is_refused_in_one_line_before_anything_runs(
+    derived, tmp_path
+):
+    candidate = tmp_path / INJECTION
+    shutil.copytree(EXAMPLES / "catalog" / "2024-01-01", candidate)
+    _canary(derived)
+    env = {
+        **os.environ,
+        "CONSENT_DATABASE_URL": derived,
+        "CONSENT_HOME": str(tmp_path / "home"),
+        "COLUMNS": "80",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "catalog-preview", str(candidate)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    output = (done.stdout + done.stderr).strip()
+    assert len(output.splitlines()) == 1, output
+    assert "is not a batch id" in output
+    assert "Traceback" not in output
+    _canary_alive_and_nothing_loaded(derived)
+    assert not (tmp_path / "home" / "reports").exists() or not any(
+        (tmp_path / "home" / "reports").iterdir()
+    )
+
+
+def test_dbt_refuses_a_catalog_batch_var_that_is_not_a_batch_id(derived):
+    """The macro does not trust its caller: the var is validated before it reaches SQL."""
+    _canary(derived)
+    variables = json.dumps({"catalog_batch_id": f"preview-{INJECTION}"})
+    with pytest.raises(RuntimeError, match="catalog_batch_id is not a batch id"):
+        run_dbt(derived, "run", "--select", "int_catalog__consent_types", "--vars", variables)
+    _canary_alive_and_nothing_loaded(derived)

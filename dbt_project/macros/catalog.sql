@@ -6,10 +6,15 @@
     A catalog preview (`consent-center catalog-preview`) loads a candidate catalog as batch
     `preview-<name>` and builds the consent models into *_preview schemas with the dbt var
     `catalog_batch_id` pointing at it; ordinary runs never see preview batches.
+
+    The var comes from outside the project (a folder name, a command line), so it is never
+    spliced into SQL as it is: it must be a batch id (or `preview-` and a batch id), letters,
+    digits and `._:+-` only, and anything else stops the build with a compiler error. Only a
+    value that matched is quoted, and it cannot contain a quote or a backslash.
 -#}
 {% macro current_catalog_batch_id() -%}
     {%- if var('catalog_batch_id', none) -%}
-        {{ "'" ~ var('catalog_batch_id') ~ "'" }}::text
+        {{ catalog_batch_literal(var('catalog_batch_id')) }}::text
     {%- else -%}
     (
         select max(catalog_batches.batch_id)
@@ -22,6 +27,17 @@
         ) as catalog_batches
     )
     {%- endif -%}
+{%- endmacro %}
+
+{#- A validated catalog batch id as an SQL string literal (see current_catalog_batch_id). -#}
+{% macro catalog_batch_literal(batch_id) -%}
+    {%- set pattern = '(preview-)?[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}' -%}
+    {%- if batch_id is not string or not modules.re.fullmatch(pattern, batch_id) -%}
+        {{ exceptions.raise_compiler_error(
+            "var catalog_batch_id is not a batch id: it must match " ~ pattern
+            ~ " (letters, digits and ._:+- only)") }}
+    {%- endif -%}
+    {{ "'" ~ batch_id ~ "'" }}
 {%- endmacro %}
 
 {#-
