@@ -66,7 +66,31 @@ class BatchResult:
 
 
 def check_batch_files(source: SourceSpec, batch_dir: Path) -> None:
-    """Fail fast, naming the file, before anything is written."""
+    """Fail fast, naming the file, before anything is written.
+
+    The batch folder's name must be a valid batch id (sources.landing.BATCH_ID_PATTERN), and
+    nothing may lead out of the landing zone: the source folder, the batch folder and its files
+    must not be symbolic links, and every file must really lie in the batch folder.
+    """
+    from sources.landing import batch_id_problem
+
+    where = f"{source.name} batch {batch_dir.name}"
+    problem = batch_id_problem(batch_dir.name)
+    if problem:
+        raise BatchFileError(f"{source.name} batch folder refused: {problem}")
+    if batch_dir.parent.name == source.name and batch_dir.parent.is_symlink():
+        raise BatchFileError(
+            f"{where}: the source folder {batch_dir.parent} is a symbolic link; refused"
+        )
+    if batch_dir.is_symlink():
+        raise BatchFileError(f"{where}: the batch folder {batch_dir} is a symbolic link; refused")
+    real_dir = batch_dir.resolve()
+    for spec in [*source.files, None]:
+        path = batch_dir / (spec.file_name if spec else "_SUCCESS")
+        if path.is_symlink():
+            raise BatchFileError(f"{where}: {path} is a symbolic link; refused")
+        if path.exists() and path.resolve().parent != real_dir:
+            raise BatchFileError(f"{where}: {path} lies outside its batch folder; refused")
     for spec in source.files:
         path = batch_dir / spec.file_name
         if not path.exists():
