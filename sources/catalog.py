@@ -5,7 +5,7 @@ from sources.spec import CHANNELS, PURPOSES, FileSpec, SourceSpec, date, enum, i
 CONSENT_TYPES = FileSpec(
     file_name="consent_types.csv",
     table="catalog_consent_types",
-    record_id="consent_code",
+    record_key=("consent_code",),
     columns=(
         text("consent_code", required=True),
         enum("purpose", PURPOSES),
@@ -19,7 +19,7 @@ CONSENT_TYPES = FileSpec(
 WORDINGS = FileSpec(
     file_name="wordings.csv",
     table="catalog_wordings",
-    record_id="consent_code || ':' || wording_version",
+    record_key=("consent_code", "wording_version"),
     columns=(
         text("consent_code", required=True),
         text("wording_version", required=True),
@@ -33,7 +33,7 @@ WORDINGS = FileSpec(
 PRODUCT_MATRIX = FileSpec(
     file_name="product_matrix.csv",
     table="catalog_product_matrix",
-    record_id="rule_id",
+    record_key=("rule_id",),
     columns=(
         text("rule_id", required=True),
         enum("match_kind", ("system_code", "product_type", "contract_mask")),
@@ -49,7 +49,7 @@ PRODUCT_MATRIX = FileSpec(
 CRM_FLAG_MAP = FileSpec(
     file_name="crm_flag_map.csv",
     table="catalog_crm_flag_map",
-    record_id="flag_code",
+    record_key=("flag_code",),
     columns=(
         text("flag_code", required=True),
         text("consent_code", required=True),

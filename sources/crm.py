@@ -1,11 +1,11 @@
 """CRM export: clients, their contracts, and the consent ticks ("галочки") set by operators."""
 
-from sources.spec import FileSpec, SourceSpec, boolean, date, text, timestamp
+from sources.spec import FileSpec, SourceSpec, StopRows, boolean, date, text, timestamp
 
 CLIENTS = FileSpec(
     file_name="clients.csv",
     table="crm_clients",
-    record_id="crm_client_id",
+    record_key=("crm_client_id",),
     columns=(
         text("crm_client_id", required=True),
         text("last_name", pii=True),
@@ -23,7 +23,7 @@ CLIENTS = FileSpec(
 CONTRACTS = FileSpec(
     file_name="contracts.csv",
     table="crm_contracts",
-    record_id="contract_id",
+    record_key=("contract_id",),
     columns=(
         text("contract_id", required=True),
         text("crm_client_id", required=True),
@@ -41,7 +41,7 @@ CONTRACTS = FileSpec(
 CONSENT_FLAGS = FileSpec(
     file_name="consent_flags.csv",
     table="crm_consent_flags",
-    record_id="crm_client_id || ':' || flag_code",
+    record_key=("crm_client_id", "flag_code"),
     columns=(
         text("crm_client_id", required=True),
         text("contract_id"),
@@ -50,6 +50,12 @@ CONSENT_FLAGS = FileSpec(
         timestamp("set_at", required=True),
         text("set_by"),
         text("scan_url"),
+    ),
+    # a `false` tick is a refusal or withdrawal: it needs the client, the flag and the value
+    stop_rows=StopRows(
+        when="lower(btrim(value)) = 'false'",
+        needs=("crm_client_id", "flag_code", "value"),
+        receipt="set_at",
     ),
 )
 

@@ -1,7 +1,8 @@
 """Helpdesk tickets: revocation letters, erase and restriction requests as clients wrote them."""
 
-from sources.spec import FileSpec, SourceSpec, date, enum, text, timestamp
+from sources.spec import FileSpec, SourceSpec, StopRows, date, enum, text, timestamp
 
+STOP_REQUEST_TYPES = ("revoke_consent", "erase_data", "restrict_processing")
 REQUEST_TYPES = (
     "revoke_consent",
     "erase_data",
@@ -13,7 +14,7 @@ REQUEST_TYPES = (
 TICKETS = FileSpec(
     file_name="tickets.csv",
     table="helpdesk_tickets",
-    record_id="ticket_id",
+    record_key=("ticket_id",),
     columns=(
         text("ticket_id", required=True),
         timestamp("received_at", required=True),
@@ -30,6 +31,13 @@ TICKETS = FileSpec(
         text("scope_channels"),
         text("letter_scan_url"),
         timestamp("closed_at"),
+    ),
+    # a letter that revokes, restricts or asks for erasure needs only its id and its type: a
+    # garbled birth date or an unreadable receipt time never drops it
+    stop_rows=StopRows(
+        when="request_type in ('revoke_consent', 'erase_data', 'restrict_processing')",
+        needs=("ticket_id", "request_type"),
+        receipt="received_at",
     ),
 )
 

@@ -7,11 +7,14 @@ mid-batch rolls back to nothing, so the next run simply loads it again.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -20,10 +23,18 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from sources import SOURCES, web
-from sources.readers import BatchFileError, LineProblem, iter_chunks, parse_csv_chunk, read_header
+from sources.readers import (
+    BatchFileError,
+    Chunk,
+    LineProblem,
+    iter_chunks,
+    legacy_encoding,
+    parse_csv_chunk,
+    read_header,
+)
 from sources.schema import RAW_SCHEMA, reset_partition, restart_line_counter
 from sources.spec import FileSpec, Rule, SourceSpec
-from sources.validation import reject_failing_rows
+from sources.validation import check_rows, normalise_codes
 
 
 @dataclass
@@ -124,6 +135,7 @@ def load_batch(
     result = BatchResult(source=source_name, batch_id=batch_id)
     started = time.perf_counter()
     started_at = conn.execute("select now()").fetchone()[0]
+    arrived_at = batch_arrival(batch_dir, default=started_at)
     try:
         check_batch_files(source, batch_dir)
         with conn.transaction():
@@ -140,36 +152,69 @@ def load_batch(
                 if not path.exists():
                     continue
                 if spec.file_format == "jsonl":
-                    file_result = _load_web_events(conn, path, batch_id, partitions, on_progress)
+                    file_result = _load_web_events(
+                        conn, path, batch_id, partitions, arrived_at, on_progress
+                    )
                 else:
                     file_result = _load_csv(
-                        conn, source, spec, path, batch_id, partitions[spec.table], on_progress
+                        conn,
+                        source,
+                        spec,
+                        path,
+                        batch_id,
+                        partitions[spec.table],
+                        arrived_at,
+                        on_progress,
                     )
                 result.files.append(file_result)
             result.seconds = time.perf_counter() - started
-            _register(conn, result, started_at)
-    except BatchFileError as error:
+            _register(conn, result, started_at, arrived_at)
+    except Exception as error:
+        if conn.closed or conn.broken:
+            raise  # the server is gone: nothing can be recorded, the next run loads it again
         result.status = "failed"
+        if not isinstance(error, BatchFileError):
+            # the message of a database error may quote a value of the file: name the kind only
+            code = getattr(getattr(error, "diag", None), "sqlstate", None)
+            error = BatchFileError(
+                f"{source_name} batch {batch_id}: could not be loaded "
+                f"({type(error).__name__}{f', SQLSTATE {code}' if code else ''})"
+            )
         result.error = str(error)
         result.seconds = time.perf_counter() - started
         with conn.transaction():
-            _register(conn, result, started_at)
-        raise
+            _register(conn, result, started_at, arrived_at)
+        raise error from None
     return result
 
 
-def _register(conn: psycopg.Connection, result: BatchResult, started_at) -> None:
+def batch_arrival(batch_dir: Path, default: datetime) -> datetime:
+    """When the batch arrived: the modification time of its `_SUCCESS` marker.
+
+    It belongs to the landing zone, so every re-load of the batch agrees on it (the published
+    state stays a function of the input, DESIGN section 12).
+    """
+    try:
+        return datetime.fromtimestamp((batch_dir / "_SUCCESS").stat().st_mtime, UTC)
+    except OSError:
+        return default
+
+
+def _register(
+    conn: psycopg.Connection, result: BatchResult, started_at, arrived_at: datetime
+) -> None:
     conn.execute(
         """
         insert into consent.ingest_batches as b
             (source, batch_id, status, rows_read, rows_loaded, rows_rejected, files, error,
-             started_at, finished_at)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+             started_at, finished_at, arrived_at)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
         on conflict (source, batch_id) do update set
             status = excluded.status, rows_read = excluded.rows_read,
             rows_loaded = excluded.rows_loaded, rows_rejected = excluded.rows_rejected,
             files = excluded.files, error = excluded.error,
-            started_at = excluded.started_at, finished_at = excluded.finished_at
+            started_at = excluded.started_at, finished_at = excluded.finished_at,
+            arrived_at = excluded.arrived_at
         """,
         (
             result.source,
@@ -181,6 +226,7 @@ def _register(conn: psycopg.Connection, result: BatchResult, started_at) -> None
             json.dumps([asdict(f) for f in result.files]),
             result.error,
             started_at,
+            arrived_at,
         ),
     )
 
@@ -213,7 +259,7 @@ def _record_problems(
                     record_id_of(problem.text),
                     problem.field,
                     problem.rule.value,
-                    "reject",
+                    problem.severity,
                     problem.reason,
                     "ingest",
                     json.dumps({"line": problem.text}, ensure_ascii=False),
@@ -221,9 +267,111 @@ def _record_problems(
             )
 
 
-def _first_csv_field(text: str) -> str | None:
-    value = text.split(",", 1)[0].strip().strip('"')
-    return value or None
+def _csv_record_id(spec: FileSpec, header: list[str]) -> Callable[[str], str | None]:
+    """The record id of a line that did not load, read by the header's column positions.
+
+    Never "the first field": with columns in another order that could be a person's name.
+    """
+
+    def record_id_of(text: str) -> str | None:
+        fields = next(csv.reader(io.StringIO(text)), [])
+        return spec.record_id_of(dict(zip(header, fields, strict=False)))
+
+    return record_id_of
+
+
+def _reconcile_damaged_lines(
+    conn: psycopg.Connection,
+    partition: sql.Identifier,
+    spec: FileSpec,
+    source: str,
+    batch_id: str,
+    damaged: dict[int, str],
+) -> None:
+    """Lines whose bytes were repaired: a stop row stays (warned), any other row is rejected.
+
+    A revocation is honoured whatever its unneeded bytes hold (DESIGN section 12); a grant or a
+    person read from damaged bytes is not trusted.
+    """
+    if not damaged:
+        return
+    stop = sql.SQL(spec.stop_rows.when) if spec.stop_rows else sql.SQL("false")
+    conn.execute(
+        sql.SQL(
+            """
+            with damaged (line, reason) as (
+                select * from unnest(%s::bigint[], %s::text[])
+            ), hit as (
+                select distinct on (t._line_number) t._line_number as line, d.reason,
+                       coalesce(({stop}), false) as is_stop,
+                       nullif(({record_id})::text, '') as record_id,
+                       to_jsonb(t) - '_batch_id' - '_file_name' - '_line_number' - '_payload'
+                           as raw_record
+                from {partition} as t join damaged as d on d.line = t._line_number
+                order by t._line_number
+            ), recorded as (
+                insert into consent.dq_rejections
+                    (source, batch_id, file_name, line_number, record_id, field, rule,
+                     severity, reason, stage, raw_record)
+                select {source}, {batch_id}, {file_name}, line, record_id, null, {rule},
+                       case when is_stop then 'warn' else 'reject' end,
+                       reason || case when is_stop
+                           then '; kept with the bad bytes replaced: it carries a revocation'
+                           else '' end,
+                       'ingest', raw_record
+                from hit
+            )
+            delete from {partition} as t using hit
+            where hit.line = t._line_number and not hit.is_stop
+            """
+        ).format(
+            stop=stop,
+            record_id=sql.SQL(spec.record_id),
+            partition=partition,
+            source=sql.Literal(source),
+            batch_id=sql.Literal(batch_id),
+            file_name=sql.Literal(spec.file_name),
+            rule=sql.Literal(Rule.INVALID_ENCODING.value),
+        ),
+        (list(damaged), list(damaged.values())),
+    )
+
+
+def _record_legacy_encoding(
+    conn: psycopg.Connection, source: str, batch_id: str, file_name: str, encoding: str
+) -> None:
+    conn.execute(
+        "insert into consent.dq_rejections (source, batch_id, file_name, line_number, "
+        "record_id, field, rule, severity, reason, stage) "
+        "values (%s, %s, %s, null, null, null, %s, 'warn', %s, 'ingest')",
+        (
+            source,
+            batch_id,
+            file_name,
+            Rule.INVALID_ENCODING.value,
+            f"the file is not UTF-8; read as {encoding}",
+        ),
+    )
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _header_mismatch(expected: list[str], header: list[str]) -> str:
+    """What is wrong with a header, naming only what cannot be personal data.
+
+    A file without its header starts with a client's record: its "column names" are a name,
+    a birth date, a passport. Missing names come from the contract; unexpected ones are shown
+    only when they look like column names.
+    """
+    missing = [c for c in expected if c not in header]
+    unexpected = [c for c in header if c not in expected]
+    shown = [c for c in unexpected if _IDENTIFIER.match(c)]
+    hidden = len(unexpected) - len(shown)
+    parts = [f"missing: {', '.join(missing) or '-'}", f"unexpected: {', '.join(shown) or '-'}"]
+    if hidden:
+        parts.append(f"{hidden} more unexpected field(s) not shown: they may hold personal data")
+    return "; ".join(parts)
 
 
 def _copy_arrow(conn: psycopg.Connection, target: sql.Identifier, table: pa.Table) -> None:
@@ -250,32 +398,34 @@ def _load_csv(
     path: Path,
     batch_id: str,
     partition: sql.Identifier,
+    arrived_at: datetime,
     on_progress: Callable[[int], None] | None,
 ) -> FileResult:
     result = FileResult(spec.file_name)
+    encoding = legacy_encoding(path)
     try:
-        header, _ = read_header(path)
-    except (UnicodeDecodeError, StopIteration) as error:
+        header, _ = read_header(path, encoding)
+    except (UnicodeDecodeError, StopIteration, csv.Error) as error:
         raise BatchFileError(
             f"{source.name} batch {batch_id}: {path} line 1: header is not readable UTF-8 CSV"
         ) from error
     expected = spec.column_names
     if sorted(header) != sorted(expected):
-        missing = [c for c in expected if c not in header]
-        unexpected = [c for c in header if c not in expected]
         raise BatchFileError(
             f"{source.name} batch {batch_id}: {path} line 1: header does not match the contract"
-            f" (missing: {', '.join(missing) or '-'}; unexpected: {', '.join(unexpected) or '-'})"
+            f" ({_header_mismatch(expected, header)})"
         )
-    if _copy_clean_file(conn, path, header, partition):
+    if encoding != "utf-8":
+        _record_legacy_encoding(conn, source.name, batch_id, spec.file_name, encoding)
+    if encoding == "utf-8" and _copy_clean_file(conn, path, header, partition):
         result.rows_read = _count(conn, partition)
         if on_progress:
             on_progress(path.stat().st_size)
     else:
         result.rows_read = _load_csv_in_chunks(
-            conn, source, spec, path, batch_id, partition, header, on_progress
+            conn, source, spec, path, batch_id, partition, header, encoding, arrived_at, on_progress
         )
-    conn.execute(reject_failing_rows(partition, spec, source.name, batch_id))
+    check_rows(conn, partition, spec, source.name, batch_id, arrived_at)
     result.rows_loaded = _count(conn, partition)
     result.rows_rejected = result.rows_read - result.rows_loaded
     return result
@@ -334,19 +484,27 @@ def _load_csv_in_chunks(
     batch_id: str,
     partition: sql.Identifier,
     header: list[str],
+    encoding: str,
+    arrived_at: datetime,
     on_progress: Callable[[int], None] | None,
 ) -> int:
     rows_read = 0
-    for chunk in iter_chunks(path, first_line=2):
+    record_id_of = _csv_record_id(spec, header)
+    damaged: dict[int, str] = {}
+    for chunk in iter_chunks(path, first_line=2, encoding=encoding):
         table = parse_csv_chunk(chunk, header)
-        _record_problems(
-            conn, source.name, batch_id, spec.file_name, chunk.problems, _first_csv_field
-        )
-        rows_read += table.num_rows + len(chunk.problems)
+        _record_problems(conn, source.name, batch_id, spec.file_name, chunk.problems, record_id_of)
+        rows_read += table.num_rows + _rejected_lines(chunk)
+        damaged.update(chunk.damaged_lines)
         _copy_arrow(conn, partition, table)
         if on_progress:
             on_progress(len(chunk.data))
+    _reconcile_damaged_lines(conn, partition, spec, source.name, batch_id, damaged)
     return rows_read
+
+
+def _rejected_lines(chunk: Chunk) -> int:
+    return sum(1 for problem in chunk.problems if problem.severity == "reject")
 
 
 def _count(conn: psycopg.Connection, table: sql.Identifier) -> int:
@@ -365,6 +523,7 @@ def _load_web_events(
     path: Path,
     batch_id: str,
     partitions: dict[str, sql.Identifier],
+    arrived_at: datetime,
     on_progress: Callable[[int], None] | None,
 ) -> FileResult:
     """JSON lines: COPY the lines verbatim, then parse and flatten them in SQL, set-based."""
@@ -376,10 +535,18 @@ def _load_web_events(
     )
     conn.execute("truncate web_lines")
     conn.execute("alter table web_lines alter column line_number restart with 1")
-    dropped: list[int] = []
-    for chunk in iter_chunks(path, first_line=1):
-        _record_problems(conn, "web", batch_id, spec.file_name, chunk.problems, lambda _: None)
-        dropped.extend(chunk.dropped_lines)
+    # a line nested too deeply for the parser is an invalid line, never a failed batch
+    conn.execute(
+        "create or replace function pg_temp.try_jsonb(line text) returns jsonb "
+        "language plpgsql immutable as "
+        "$$ begin return line::jsonb; exception when others then return null; end $$"
+    )
+    damaged: dict[int, str] = {}
+    encoding = legacy_encoding(path)
+    if encoding != "utf-8":
+        _record_legacy_encoding(conn, "web", batch_id, spec.file_name, encoding)
+    for chunk in iter_chunks(path, first_line=1, encoding=encoding):
+        damaged.update(chunk.damaged_lines)
         # CSV mode with delimiter and quote bytes that never occur in text: one field per line,
         # taken verbatim (no backslash processing)
         with (
@@ -392,9 +559,7 @@ def _load_web_events(
             copy.write(chunk.data if chunk.data.endswith(b"\n") else chunk.data + b"\n")
         if on_progress:
             on_progress(len(chunk.data))
-    if dropped:
-        conn.execute("delete from web_lines where line_number = any(%s)", (dropped,))
-    result.rows_read = _count(conn, sql.Identifier("web_lines")) + len(dropped)
+    result.rows_read = _count(conn, sql.Identifier("web_lines"))
 
     events = partitions[web.EVENTS.table]
     consents = partitions[web.EVENT_CONSENTS.table]
@@ -422,12 +587,13 @@ def _load_web_events(
                     **fields,
                 )
             )
-    except psycopg.errors.DataError:
+    except (psycopg.errors.DataError, psycopg.errors.StatementTooComplex):
         conn.execute(
             insert_events.format(
                 parsed=sql.SQL(
-                    "select line_number, line::jsonb as j from web_lines "
-                    "where pg_input_is_valid(coalesce(line, ''), 'jsonb')"
+                    "select line_number, j from ("
+                    "select line_number, pg_temp.try_jsonb(line) as j from web_lines offset 0"
+                    ") as p where j is not null"
                 ),
                 **fields,
             )
@@ -441,7 +607,7 @@ def _load_web_events(
                  reason, stage, raw_record)
             select 'web', {batch}, {file}, l.line_number, null, null, {rule}, 'reject',
                    case when coalesce(btrim(l.line), '') = '' then 'blank line'
-                        when pg_input_is_valid(l.line, 'jsonb')
+                        when pg_temp.try_jsonb(l.line) is not null
                             then 'line is JSON but not an object'
                         else 'line is not valid JSON' end,
                    'ingest', jsonb_build_object('line', l.line)
@@ -486,6 +652,10 @@ def _load_web_events(
             rule=sql.Literal(Rule.UNKNOWN_VALUE.value),
         )
     )
+    # codes first (a 'Consent_Withdrawn' is a withdrawal), then lines whose bytes were repaired
+    for statement in normalise_codes(events, web.EVENTS, "web", batch_id):
+        conn.execute(statement)
+    _reconcile_damaged_lines(conn, events, web.EVENTS, "web", batch_id, damaged)
     consent_columns = list(web.CONSENT_PATHS)
     conn.execute(
         sql.SQL(
@@ -504,22 +674,24 @@ def _load_web_events(
             file=sql.Literal(spec.file_name),
         )
     )
-    # a bad consent element rejects its whole line (one record); then the line's other rows go
-    conn.execute(reject_failing_rows(consents, web.EVENT_CONSENTS, "web", batch_id))
+    # a bad consent element rejects its whole line (one record), unless the line is a
+    # withdrawal: then only the bad element goes, and the rest of the withdrawal is honoured
+    check_rows(conn, consents, web.EVENT_CONSENTS, "web", batch_id, arrived_at)
     conn.execute(
         sql.SQL(
-            "delete from {events} e using consent.dq_rejections r "
+            "delete from {events} as t using consent.dq_rejections r "
             "where r.source = 'web' and r.batch_id = {batch} and r.stage = 'ingest' "
-            "and r.line_number = e._line_number"
-        ).format(events=events, batch=sql.Literal(batch_id))
+            "and r.severity = 'reject' and r.line_number = t._line_number and not ({stop})"
+        ).format(
+            events=events, batch=sql.Literal(batch_id), stop=sql.SQL(web.EVENTS.stop_rows.when)
+        )
     )
-    conn.execute(reject_failing_rows(events, web.EVENTS, "web", batch_id))
+    check_rows(conn, events, web.EVENTS, "web", batch_id, arrived_at)
     conn.execute(
         sql.SQL(
-            "delete from {consents} c using consent.dq_rejections r "
-            "where r.source = 'web' and r.batch_id = {batch} and r.stage = 'ingest' "
-            "and r.line_number = c._line_number"
-        ).format(consents=consents, batch=sql.Literal(batch_id))
+            "delete from {consents} c "
+            "where not exists (select 1 from {events} e where e._line_number = c._line_number)"
+        ).format(consents=consents, events=events)
     )
     result.rows_loaded = _count(conn, events)
     result.rows_rejected = result.rows_read - result.rows_loaded

@@ -1,11 +1,11 @@
 """Partner feeds: clients who came through a partner, with the consent the partner collected."""
 
-from sources.spec import FileSpec, SourceSpec, boolean, date, text, timestamp
+from sources.spec import FileSpec, SourceSpec, StopRows, boolean, date, text, timestamp
 
 PARTNER_CLIENTS = FileSpec(
     file_name="partner_clients.csv",
     table="partner_clients",
-    record_id="partner_code || ':' || partner_client_id",
+    record_key=("partner_code", "partner_client_id"),
     columns=(
         text("partner_code", required=True),
         text("partner_client_id", required=True),
@@ -22,6 +22,12 @@ PARTNER_CLIENTS = FileSpec(
         text("restricted_channels"),
         text("agreement_id"),
         text("evidence_url"),
+    ),
+    # a refusal, or a row restricting channels, needs only the partner's record id
+    stop_rows=StopRows(
+        when="lower(btrim(granted)) = 'false' or btrim(restricted_channels) <> ''",
+        needs=("partner_code", "partner_client_id"),
+        receipt="obtained_at",
     ),
 )
 

@@ -35,6 +35,9 @@ create table if not exists consent.ingest_batches (
     finished_at   timestamptz not null,
     primary key (source, batch_id)
 );
+-- when the batch arrived: its _SUCCESS file's time, part of the landing zone (so re-loads agree);
+-- a revocation whose receipt time is unreadable or in the future takes effect from it
+alter table consent.ingest_batches add column if not exists arrived_at timestamptz;
 comment on table consent.ingest_batches is
     'One row per landing-zone batch seen by ingestion: what was read, loaded and rejected.';
 

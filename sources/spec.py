@@ -66,19 +66,46 @@ def enum(name: str, allowed: tuple[str, ...], *, required: bool = True) -> Colum
 
 
 @dataclass(frozen=True)
+class StopRows:
+    """Which rows of a file carry a revocation, restriction or erase request ("stop").
+
+    Such a row is never dropped for a defect in a field it does not need (DESIGN section 12):
+    the defective field is emptied and reported as a warning. A receipt time that cannot be
+    read, or that lies after the batch's arrival, becomes the arrival time (also reported).
+    """
+
+    when: str  # SQL condition over the raw (text) columns of the partition
+    needs: tuple[str, ...]  # columns whose defects still reject the row (ids, the stop's codes)
+    receipt: str | None = None  # the timestamp column that says when the stop was received
+
+
+@dataclass(frozen=True)
 class FileSpec:
     """One file of a batch and the raw table it lands in (schema `raw`, all columns text)."""
 
     file_name: str
     table: str
     columns: tuple[Column, ...]
-    record_id: str  # SQL expression over the raw columns naming the record in rejections
+    record_key: tuple[str, ...]  # the columns that name a record in rejections, in order
+    key_separator: str = ":"
     file_format: str = "csv"  # csv | jsonl
     optional: bool = False  # a batch may omit this file
+    stop_rows: StopRows | None = None
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def record_id(self) -> str:
+        """SQL expression over the raw columns naming the record (null if a part is missing)."""
+        separator = "'" + self.key_separator.replace("'", "''") + "'"
+        return f" || {separator} || ".join(self.record_key)
+
+    def record_id_of(self, values: dict[str, str]) -> str | None:
+        """The same id from one parsed line (column name -> value), for lines that never load."""
+        parts = [(values.get(name) or "").strip() for name in self.record_key]
+        return self.key_separator.join(parts) if all(parts) else None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Each line becomes one `raw.web_events` row (the nested `person` flattened) and o
 `raw.web_event_consents` row per element of its `consents` array.
 """
 
-from sources.spec import FileSpec, SourceSpec, date, enum, text, timestamp
+from sources.spec import FileSpec, SourceSpec, StopRows, date, enum, text, timestamp
 
 EVENT_TYPES = ("registration", "consent_given", "consent_withdrawn", "profile_update")
 CONFIRMATIONS = ("none", "email_link", "sms_code", "esia")
@@ -31,7 +31,7 @@ EVENTS = FileSpec(
     file_name="events.jsonl",
     table="web_events",
     file_format="jsonl",
-    record_id="event_id",
+    record_key=("event_id",),
     columns=(
         text("event_id", required=True),
         timestamp("occurred_at", required=True),
@@ -48,6 +48,17 @@ EVENTS = FileSpec(
         text("ip", pii=True),
         text("evidence_url"),
     ),
+    # a withdrawal: the event type says so, or one of its consents is given as not granted
+    stop_rows=StopRows(
+        when=(
+            "event_type = 'consent_withdrawn' or exists (select 1 from jsonb_array_elements("
+            "case when jsonb_typeof(t._payload -> 'consents') = 'array' "
+            "then t._payload -> 'consents' else '[]' end) as w(c) "
+            "where jsonb_typeof(w.c) = 'object' and lower(w.c ->> 'granted') = 'false')"
+        ),
+        needs=("event_id", "account_id", "event_type"),
+        receipt="occurred_at",
+    ),
 )
 
 CONSENT_PATHS = {
@@ -61,7 +72,8 @@ EVENT_CONSENTS = FileSpec(
     file_name="events.jsonl",
     table="web_event_consents",
     file_format="jsonl",
-    record_id="event_id || '#' || consent_index",
+    record_key=("event_id", "consent_index"),
+    key_separator="#",
     columns=(
         text("event_id", required=True),
         text("consent_index", required=True),
@@ -69,6 +81,10 @@ EVENT_CONSENTS = FileSpec(
         enum("granted", ("true", "false")),
         text("wording_version"),
         text("wording_sha256"),
+    ),
+    stop_rows=StopRows(
+        when="lower(btrim(granted)) = 'false'",
+        needs=("event_id", "consent_index", "consent_code", "granted"),
     ),
 )
 

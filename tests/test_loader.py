@@ -257,9 +257,14 @@ def test_a_crash_mid_batch_leaves_nothing_and_the_next_run_loads_it(conn, exampl
         return original(*args, **kwargs)
 
     monkeypatch.setattr(loader, "_load_csv", crash_on_second_file)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(BatchFileError, match=r"could not be loaded \(RuntimeError\)$"):
         load_batch(conn, "crm", batch.path)
     assert _count(conn, "crm_clients") == 0
+    status = conn.execute(
+        "select status from consent.ingest_batches where source = 'crm' and batch_id = %s",
+        (batch.batch_id,),
+    ).fetchone()
+    assert status == ("failed",)
     monkeypatch.setattr(loader, "_load_csv", original)
     assert load_batch(conn, "crm", batch.path).rows_loaded == 8
     assert _count(conn, "crm_clients") == 3

@@ -38,12 +38,44 @@ def test_line_numbers_survive_short_rows_long_rows_and_quoted_newlines(tmp_path)
     assert problems[0].reason == "expected 3 fields, found 2"
 
 
-def test_bytes_that_are_not_utf8_reject_only_their_line(tmp_path):
+def test_bytes_that_are_not_utf8_are_repaired_and_flagged_on_their_line_only(tmp_path):
+    # the loader decides once it knows whether the row carries a revocation (kept) or not
     path = tmp_path / "f.csv"
-    path.write_bytes(b"id,name,note\na,x,y\nb,\xff\xfe,y\nc,x,y\n")
+    path.write_bytes(b"id,name,note\na,x,y\nb,\xff\xfe,y\nc,x\x00z,y\nd,x,y\n")
+    chunks = list(iter_chunks(path, first_line=2))
+    assert chunks[0].damaged_lines == {
+        3: "bytes at position 2 are not valid UTF-8",
+        4: "a NUL byte at position 3",
+    }
     rows, problems = _parse(path)
-    assert rows == [("a", 2), ("c", 4)]
-    assert [(p.line_number, p.rule) for p in problems] == [(3, Rule.INVALID_ENCODING)]
+    assert rows == [("a", 2), ("b", 3), ("c", 4), ("d", 5)]
+    assert problems == []
+
+
+def test_a_stray_quote_never_swallows_the_lines_after_it(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(
+        b"id,name,note\n"  # 1
+        b'a,"Ivanov,y\n'  # 2: a quote that never closes
+        b"b,x,y\n"  # 3
+        b'c,"two\nlines",y\n'  # 4-5: a real value over two lines
+        b"d,x,y\n"  # 6
+    )
+    rows, problems = _parse(path)
+    assert rows == [("a", 2), ("b", 3), ("c", 4), ("d", 6)]
+    assert [(p.line_number, p.severity) for p in problems] == [(2, "warn")]
+
+
+def test_a_stray_quote_that_runs_to_the_end_of_the_file_is_taken_apart(tmp_path):
+    path = tmp_path / "f.csv"
+    body = b"".join(f"r{i},x,y\n".encode() for i in range(3, 200))
+    path.write_bytes(b'id,name,note\nr2,"' + b"x" * 200_000 + b",y\n" + body + b"short\n")
+    rows, problems = _parse(path)
+    assert [n for _, n in rows] == list(range(2, 200))
+    assert [(p.line_number, p.rule, p.severity) for p in problems] == [
+        (2, Rule.COLUMN_COUNT, "warn"),
+        (200, Rule.COLUMN_COUNT, "reject"),
+    ]
 
 
 def test_small_chunks_give_the_same_answer_as_one_chunk(tmp_path):
