@@ -16,9 +16,11 @@
    Fail safe across identity (rule 4): when splink scored a pair of records between its review
    thresholds and kept them apart (consent.identity_ambiguous_matches), a revocation or
    restriction carried by one side is also honoured for the other side's client, as an extra
-   event `<event_id>~<client_id>` with doubt_reason `possible_match_revocation_honoured`; grants
-   never cross such a pair. The pair itself is in report_conflicts (ambiguous_identity). Only
-   the direct part carries revocations, so only it adds these events.
+   event `<event_id>~<client_id>` with doubt_reason `possible_match_revocation_honoured`, whatever
+   its source: a helpdesk letter, a web withdrawal, a CRM refusal, a partner refusal and a
+   partner's channel restriction alike; grants never cross such a pair. The pair itself is in
+   report_conflicts (ambiguous_identity). Only the direct part carries revocations, so only it
+   adds these events.
 -#}
 {% macro consent_event_part(models, honour_possible_matches=false) %}
 {%- set own_scope = ['helpdesk', 'partner'] %}
@@ -141,7 +143,7 @@ honoured_for_possible_matches as (
     join possible_matches m using (source, source_record_id)
     left join {{ source('quality', 'ingest_batches') }} b
         on b.source = e.source and b.batch_id = e.batch_id
-    where e.action in ('revoke', 'restrict') and e.is_counted and e.source <> 'partner'
+    where e.action in ('revoke', 'restrict') and e.is_counted
     group by e.event_id, m.other_client_id, e.consent_code, e.purpose, e.channel,
         e.partner_code, e.action, e.effective_at, e.valid_until, e.wording_version,
         e.contract_number, e.source, e.source_record_id, e.process, e.evidence_url,

@@ -1,9 +1,22 @@
 -- Letters and requests: revocations (and restrictions) for their scope, purposes x channels,
--- from the instant received, for the whole client. A scope that cannot be read is honoured as
--- all marketing on all channels and reported (DESIGN rule 4: when in doubt, do not contact).
--- An erase request revokes everything: nobody who asked to be erased is contacted.
+-- from the instant received, for the whole client. An erase request revokes everything: nobody
+-- who asked to be erased is contacted.
+--
+-- Each axis of the scope is read on its own, from the text as written (DESIGN rule 4: when in
+-- doubt, do not contact):
+--  * codes are separated by ';' or ','; case, surrounding blanks and blanks, '-' or '_' inside a
+--    code do not matter ('E-mail' is email, 'Third party transfer' is third_party_transfer);
+--    `all` means every code of its axis, and so does `any` on the channels axis;
+--  * an axis that is empty or has a code that cannot be read is widened to all: purposes to
+--    every purpose, channels to `any`. The other axis keeps what it says;
+--  * every widening, and every code read from a variant spelling, is named in doubt_reason
+--    (which axis, never the text written).
 {% set purposes = consent_purposes() %}
 {% set channels = concrete_channels() %}
+{#- each axis' codes by spelling key (lower case, no blanks, '-' or '_') -#}
+{%- set vocabularies = {'purposes': [('all', 'all')], 'channels': [('all', 'all'), ('any', 'all')]} %}
+{%- for code in purposes %}{% do vocabularies['purposes'].append((code | replace('_', ''), code)) %}{% endfor %}
+{%- for code in channels %}{% do vocabularies['channels'].append((code | replace('_', ''), code)) %}{% endfor %}
 with tickets as (
     select distinct on (ticket_id) *
     from {{ ref('stg_helpdesk__tickets') }}
@@ -11,33 +24,60 @@ with tickets as (
     order by ticket_id, batch_id desc, line_number desc
 ),
 
-parsed as (
+scopes_read as (
     select
-        t.*,
-        (
-            coalesce(cardinality(scope_purposes), 0) = 0
-            or coalesce(cardinality(scope_channels), 0) = 0
-            or not scope_purposes <@ array[{{ "'" ~ purposes | join("', '") ~ "'" }}, 'all']::text[]
-            or not scope_channels <@ array[{{ "'" ~ channels | join("', '") ~ "'" }}, 'all']::text[]
-        ) as is_garbled
+        t.*
+        {%- for axis in ['purposes', 'channels'] %},
+        {{ axis }}.unreadable as {{ axis }}_unreadable,
+        {{ axis }}.says_all   as {{ axis }}_says_all,
+        {{ axis }}.variant    as {{ axis }}_variant,
+        {{ axis }}.codes      as {{ axis }}_read
+        {%- endfor %}
     from tickets t
+    {%- for axis, vocabulary in vocabularies.items() %}
+    cross join lateral (
+        -- one row over the axis' codes (none at all: unreadable)
+        select
+            coalesce(bool_or(known.code is null), true)                         as unreadable,
+            coalesce(bool_or(known.code = 'all'), false)                        as says_all,
+            coalesce(bool_or(known.code is distinct from code.written), false)
+                or t.scope_{{ axis }}_raw like '%,%'                            as variant,
+            array_agg(distinct known.code) filter (where known.code is not null) as codes
+        from regexp_split_to_table(t.scope_{{ axis }}_raw, '[;,]') as split(text)
+        cross join lateral (select btrim(split.text, {{ _trim_chars() }}) as written) as code
+        left join (values
+            {%- for spelling, code in vocabulary %}
+            ('{{ spelling }}', '{{ code }}'){{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as known(spelling, code)
+            on known.spelling = regexp_replace(lower(code.written), '[[:space:]_-]+', '', 'g')
+        where code.written <> ''
+    ) as {{ axis }}
+    {%- endfor %}
 ),
 
 scoped as (
     select
-        p.*,
+        r.*,
         case
-            when request_type = 'erase_data' or ('all' = any(scope_purposes) and not is_garbled)
+            when request_type = 'erase_data' or purposes_unreadable or purposes_says_all
                 then array[{{ "'" ~ purposes | join("', '") ~ "'" }}]::text[]
-            when is_garbled then array['marketing']::text[]
-            else scope_purposes
+            else purposes_read
         end as purposes,
         case
-            when request_type = 'erase_data' or is_garbled or 'all' = any(scope_channels)
+            when request_type = 'erase_data' or channels_unreadable or channels_says_all
                 then array['any']::text[]
-            else scope_channels
-        end as channels
-    from parsed p
+            else channels_read
+        end as channels,
+        case when request_type <> 'erase_data' then nullif(concat_ws('; ',
+            case when purposes_unreadable then 'scope_purposes_unreadable_widened_to_all' end,
+            case when channels_unreadable then 'scope_channels_unreadable_widened_to_all' end,
+            case when purposes_variant and not purposes_unreadable
+                 then 'scope_purposes_read_from_variant_spelling' end,
+            case when channels_variant and not channels_unreadable
+                 then 'scope_channels_read_from_variant_spelling' end
+        ), '') end as doubt_reason
+    from scopes_read r
 )
 
 select
@@ -56,8 +96,7 @@ select
     s.letter_scan_url                                              as evidence_url,
     case when s.letter_scan_url is not null then 'letter_scan' else 'request_without_scan' end
                                                                    as evidence_level,
-    case when s.is_garbled and s.request_type <> 'erase_data'
-         then 'garbled_scope_honoured_as_all_marketing' end        as doubt_reason,
+    s.doubt_reason,
     s.request_type || ' received by the helpdesk'                  as detail,
     s.batch_id,
     s.file_name,
