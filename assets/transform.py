@@ -9,12 +9,51 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster._utils import run_with_concurrent_update_guard
+from dagster_dbt import (
+    DagsterDbtProjectPreparer,
+    DagsterDbtTranslator,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from pipelines.resources import ConsentCenterResource
-from pipelines.settings import DBT_PROJECT_DIR
+from pipelines.settings import DBT_PROJECT_DIR, dbt_executable
+
+
+class DbtBesidePythonPreparer(DagsterDbtProjectPreparer):
+    """Parses the project with the dbt installed beside this Python, not the first `dbt` on PATH.
+
+    dagster-dbt's own preparer builds a `DbtCliResource` with its default executable, `dbt`, and
+    fails ("dbt executable not found") when the virtual environment's bin/ is not on PATH: cron,
+    systemd, or `.venv/bin/consent-center` called from another folder on a fresh install.
+    """
+
+    def prepare(self, project: DbtProject) -> None:
+        cli = DbtCliResource(
+            project_dir=project,
+            profiles_dir=str(project.profiles_dir),
+            dbt_executable=dbt_executable(),
+        )
+        if any(
+            (project.project_dir / name).exists() for name in ("packages.yml", "dependencies.yml")
+        ):
+            run_with_concurrent_update_guard(
+                project.project_dir / "package-lock.yml",
+                lambda: cli.cli(["deps", "--quiet"], target_path=project.target_path).wait(),
+            )
+        # several processes may find the manifest missing at once: one parses, the others wait
+        run_with_concurrent_update_guard(
+            project.manifest_path,
+            lambda: cli.cli(["parse", "--quiet"], target_path=project.target_path).wait(),
+        )
+
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# DbtProject takes no preparer of its own choosing (it always builds dagster-dbt's default), so
+# the project's own code prepares through this one; nothing here calls `dbt_project.preparer`.
+preparer = DbtBesidePythonPreparer()
 
 
 def _manifest_is_stale(project: DbtProject) -> bool:
@@ -34,7 +73,7 @@ def ensure_manifest(project: DbtProject = dbt_project) -> Path:
     `dagster dev` does this itself (prepare_if_dev); the CLI, tests and a fresh clone need it too.
     """
     if _manifest_is_stale(project):
-        project.preparer.prepare(project)
+        preparer.prepare(project)
     return project.manifest_path
 
 

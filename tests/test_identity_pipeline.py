@@ -8,8 +8,6 @@ golden_client and identity_ambiguous_matches back, as the Dagster asset does.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -27,9 +25,8 @@ from assets.identity.assets import (
     train_identity_model,
 )
 from assets.identity.training import DEFAULT_MODEL_PATH, load_model_and_meta, scale_prior
-from pipelines.database import libpq_params
+from pipelines.dbt_cli import run_dbt
 from pipelines.resources import ConsentCenterResource
-from pipelines.settings import DBT_PROJECT_DIR
 from sources.landing import all_complete_batches
 from sources.loader import load_batch
 from sources.phones import refresh_phone_numbers
@@ -54,19 +51,8 @@ def staged_url(server_url):
         for batch in all_complete_batches(EXAMPLES):
             load_batch(conn, batch.source, batch.path)
         refresh_phone_numbers(conn)
-        env = {
-            **os.environ,
-            **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()},
-        }
-        build = subprocess.run(
-            ["dbt", "build", "--profiles-dir", ".", "--select", "staging"],
-            cwd=DBT_PROJECT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert build.returncode == 0, build.stdout[-3000:]
+        # the dbt beside this interpreter, as the product runs it (PATH may not hold it)
+        run_dbt(url, "build", "--select", "staging", timeout=600)
         yield url
 
 
