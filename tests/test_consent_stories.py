@@ -186,6 +186,7 @@ PEOPLE = [
     ("T-6", "Фролов", "Денис", "Олегович", "1966-03-03", "+79161110006", "frolov@example.ru"),
     ("T-7", "Лебедева", "Нина", "Аркадьевна", "1993-09-19", "+79161110007", "lebedeva@example.ru"),
     ("T-8", "Савин", "Пётр", "Ильич", "1982-04-04", "+79161110008", "savin@example.ru"),
+    ("T-9", "Зайцева", "Ольга", "Викторовна", "1977-07-07", "+79161110009", "zaitseva@example.ru"),
 ]
 
 
@@ -292,6 +293,15 @@ def _landing(root: Path) -> None:
             "product_type": "CARD",
             "signed_at": "2023-01-15T10:00:00",
         },
+        # 11. a card, whose calls (and processing) the client's letter stops
+        {
+            "contract_id": "C-10",
+            "crm_client_id": "T-9",
+            "contract_number": "CARD-2023-10",
+            "system_code": "CARDS",
+            "product_type": "CARD",
+            "signed_at": "2023-04-01T10:00:00",
+        },
     ]
     flags = [
         # 3. the SMS tick set in 2022 for T-2 (re-exported later, see the second CRM batch)
@@ -356,6 +366,19 @@ def _landing(root: Path) -> None:
                         "scope_purposes": "marketing",
                         "scope_channels": "all",
                         "letter_scan_url": "https://scans.example.ru/L-4.pdf",
+                    },
+                    # 11. "no реклама by phone": the purpose is no code the contract knows
+                    {
+                        "ticket_id": "L-9",
+                        "received_at": "2024-01-20T10:00:00",
+                        "request_type": "revoke_consent",
+                        "fio": "Зайцева Ольга Викторовна",
+                        "birth_date": by_id["T-9"][4],
+                        "phone": "8 916 111-00-09",
+                        "contract_number": "CARD-2023-10",
+                        "scope_purposes": "реклама",
+                        "scope_channels": "call",
+                        "letter_scan_url": "https://scans.example.ru/L-9.pdf",
                     },
                 ],
                 TICKET_HEADER,
@@ -509,6 +532,17 @@ def test_a_regrant_of_one_channel_reopens_only_that_channel(pipeline):
     assert ask(pipeline, "crm", "T-4", "marketing", "email", "2024-03-01T12:00").allowed
     call = ask(pipeline, "crm", "T-4", "marketing", "call", "2024-03-01T12:00")
     assert (call.allowed, call.status) == (False, "revoked")
+
+
+def test_a_letter_whose_purpose_cannot_be_read_stops_every_purpose_on_its_channel(pipeline):
+    # when in doubt, do not contact: "реклама" could mean any purpose, "call" is plain
+    for purpose in ("marketing", "processing"):
+        before = ask(pipeline, "crm", "T-9", purpose, "call", "2024-01-10T12:00")
+        after = ask(pipeline, "crm", "T-9", purpose, "call", "2024-02-10T12:00")
+        assert (before.status, after.status) == ("granted", "revoked"), purpose
+        assert after.basis[0].evidence_url == "https://scans.example.ru/L-9.pdf"
+    # the channel was readable, so the letter stops calls only
+    assert ask(pipeline, "crm", "T-9", "processing", "sms", "2024-02-10T12:00").allowed
 
 
 def test_namesakes_keep_their_own_consents(pipeline):
