@@ -25,7 +25,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def base_people() -> list[dict]:
-    """The two people of the worked example (tests/fixtures) plus background clients and namesakes."""
+    """The two people of the worked example (tests/fixtures), background clients, namesakes."""
     return [
         # Maria Sokolova: two CRM records (capitals, no middle name) and a Latin web account
         dict(
@@ -402,3 +402,87 @@ def test_splink_charts_are_written_as_html(first_run, tmp_path):
         "cluster_studio.html",
     }
     assert all(p.stat().st_size > 1000 for p in written)
+    # the dashboards show raw records: private to the owner
+    for p in written:
+        if p.name in ("comparison_viewer.html", "cluster_studio.html"):
+            assert p.stat().st_mode & 0o777 == 0o600
+
+
+# --- incremental runs keep the pairs they scored (issue 16, point 1) -------------------------
+#: wide review band, so that the worked records give ambiguous pairs
+WIDE_BAND = (0.01, 0.999999999)
+
+
+def _pair_keys(ambiguous: pd.DataFrame) -> pd.Series:
+    return (
+        ambiguous["source_l"] + "|" + ambiguous["source_record_id_l"] + " ~ "
+        + ambiguous["source_r"] + "|" + ambiguous["source_record_id_r"]
+    )  # fmt: skip
+
+
+def test_a_run_with_nothing_new_keeps_every_ambiguous_pair(first_run):
+    records, _ = first_run
+    full = resolve(records, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
+    assert len(full.ambiguous) > 0
+    # the cause of the loss: an incremental run scores nothing when nothing is new
+    lost = resolve(records, DEFAULT_MODEL_PATH, existing=full.xref, thresholds=WIDE_BAND)
+    assert lost.stats["scored_records"] == 0 and lost.ambiguous.empty
+    again = resolve(
+        records,
+        DEFAULT_MODEL_PATH,
+        existing=full.xref,
+        thresholds=WIDE_BAND,
+        previous_pairs=full.ambiguous,
+    )
+    assert again.stats["scored_records"] == 0
+    assert again.stats["ambiguous_pairs_kept"] == len(full.ambiguous)
+    pd.testing.assert_frame_equal(again.ambiguous, full.ambiguous)
+    pd.testing.assert_frame_equal(again.xref, full.xref)
+
+
+def test_ambiguous_pairs_are_canonical_whichever_run_scored_them(first_run):
+    records, _ = first_run
+    full = resolve(records, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
+    left = full.ambiguous["source_l"] + "|" + full.ambiguous["source_record_id_l"]
+    right = full.ambiguous["source_r"] + "|" + full.ambiguous["source_record_id_r"]
+    assert (left < right).all()
+    assert not _pair_keys(full.ambiguous).duplicated().any()
+    assert _pair_keys(full.ambiguous).is_monotonic_increasing
+
+
+def test_a_changed_record_has_its_pairs_scored_again_and_the_others_are_kept(first_run):
+    records, _ = first_run
+    full = resolve(records, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
+    changed = records.copy()
+    i = changed.index[changed["source_record_id"] == "ACC-900"][0]
+    changed.loc[i, "phone_e164"] = "+79010000001"
+    changed.loc[i, "birth_date"] = date(1970, 1, 15)
+    inc = resolve(
+        changed,
+        DEFAULT_MODEL_PATH,
+        existing=full.xref,
+        thresholds=WIDE_BAND,
+        previous_pairs=full.ambiguous,
+    )
+    rescored = resolve(changed, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
+    assert inc.stats["scored_records"] == 1
+
+    def touches(a: pd.DataFrame) -> pd.Series:
+        return (a["source_record_id_l"] == "ACC-900") | (a["source_record_id_r"] == "ACC-900")
+
+    # pairs of the changed record: exactly those a full run over the new data scores
+    mine = inc.ambiguous[touches(inc.ambiguous)].reset_index(drop=True)
+    expected = rescored.ambiguous[touches(rescored.ambiguous)].reset_index(drop=True)
+    assert len(expected) > 0
+    pd.testing.assert_series_equal(_pair_keys(mine), _pair_keys(expected))
+    assert mine["match_probability"].to_numpy() == pytest.approx(
+        expected["match_probability"].to_numpy()
+    )
+    # pairs of unchanged records: the ones scored before, probability included
+    others = inc.ambiguous[~touches(inc.ambiguous)].reset_index(drop=True)
+    before = full.ambiguous[~touches(full.ambiguous)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        others.drop(columns=["client_id_l", "client_id_r", "same_client"]),
+        before.drop(columns=["client_id_l", "client_id_r", "same_client"]),
+    )
+    assert inc.stats["ambiguous_pairs_kept"] == len(before)

@@ -2,7 +2,11 @@
 
 * `identity_resolution` (multi-asset, group `identity`): consent.client_xref,
   consent.golden_client and consent.identity_ambiguous_matches, from the staging person
-  models; incremental against the previous xref (client ids stay stable). Part of `transform`.
+  models; incremental against the previous xref (client ids stay stable) and the previous
+  ambiguous pairs (those between unchanged records are kept, not lost). Part of `transform`.
+  Its charts (match weights, m/u parameters) hold no personal data; splink's comparison
+  viewer and cluster studio do (names, passports, phones), so no run writes them: the DPO
+  command `consent-center identity-report` does (assets/identity/review.py), 0600.
 * `train_identity_model` (asset identity/person_model): retrains the splink model on the staged
   records and saves the JSON under $CONSENT_HOME/identity/; resolution uses that file when it
   exists, else the artefact shipped in assets/identity/models/. Only in the `train_identity`
@@ -33,10 +37,10 @@ from pipelines.resources import ConsentCenterResource
 from pipelines.settings import Settings
 
 from . import io as identity_io
-from .charts import write_charts
+from .charts import DASHBOARD_FILES, write_charts
 from .evaluation import pairwise_scores
 from .features import record_key
-from .resolve import DEFAULT_THRESHOLDS, Resolution, resolve
+from .resolve import DEFAULT_THRESHOLDS, Resolution, ambiguous_pairs, pair_edges, resolve
 from .survivorship import golden_fields
 from .training import DEFAULT_MODEL_PATH, load_model, make_linker, train
 
@@ -47,9 +51,11 @@ AMBIGUOUS_KEY = AssetKey(["consent", "identity_ambiguous_matches"])
 MODEL_KEY = AssetKey(["identity", "person_model"])
 STAGING_DEPS = [AssetKey(["staging", model]) for model in identity_io.STAGING_MODELS]
 
-#: up to this many records the run also writes the comparison viewer and cluster studio
-#: (they need splink's intermediate columns); above it only the model charts (cheap)
-FULL_CHARTS_MAX_RECORDS = 50_000
+#: version of the published identity state: an incremental run trusts the previous tables only
+#: when the last run wrote this version (2: ambiguous pairs between unchanged records are kept;
+#: a state written before lost them on every run with nothing new, so it is scored again once)
+IDENTITY_STATE_VERSION = 2
+
 
 #: identity_accuracy passes at or above these (issue 4 target: precision 0.995)
 MIN_PRECISION = 0.995
@@ -71,11 +77,45 @@ def charts_dir(settings: Settings) -> Path:
 
 
 def _model_charts(model_path: Path, records: pd.DataFrame, out: Path) -> list[Path]:
-    """match weights and m/u charts need only the model: a linker over a few records."""
+    """match weights and m/u charts need only the model: a linker over a few records.
+
+    Earlier versions wrote the comparison viewer and cluster studio here too (raw passports
+    and phones, world-readable, never erased): any such file left in this folder is removed.
+    """
     from .features import prepare
 
+    for name in DASHBOARD_FILES:
+        (out / name).unlink(missing_ok=True)
     linker = make_linker(prepare(records.head(2)), load_model(model_path))
     return write_charts(linker, out)
+
+
+def carry_pinned_pairs(
+    previous_pairs: pd.DataFrame, pinned: pd.DataFrame, xref: pd.DataFrame
+) -> pd.DataFrame:
+    """Previous ambiguous pairs with a depersonalised side, with this run's client ids.
+
+    A depersonalised record is never scored again (split_pinned): a pair it had when it still
+    carried its data cannot be found again, so it is kept as it was scored, as long as both
+    records are still in the xref.
+    """
+    if previous_pairs.empty or pinned.empty:
+        return previous_pairs.iloc[0:0]
+    pinned_key = record_key(pinned["source"], pinned["source_record_id"])
+    left = record_key(previous_pairs["source_l"], previous_pairs["source_record_id_l"])
+    right = record_key(previous_pairs["source_r"], previous_pairs["source_record_id_r"])
+    client = pd.Series(
+        xref["client_id"].to_numpy(), index=record_key(xref["source"], xref["source_record_id"])
+    )
+    keep = (left.isin(pinned_key) | right.isin(pinned_key)) & left.isin(client.index)
+    keep &= right.isin(client.index)
+    return pd.DataFrame(
+        {
+            "unique_id_l": left[keep].to_numpy(),
+            "unique_id_r": right[keep].to_numpy(),
+            "match_probability": previous_pairs.loc[keep, "match_probability"].to_numpy(),
+        }
+    )
 
 
 def model_fingerprint(model_path: Path) -> str:
@@ -122,6 +162,10 @@ def run_identity_resolution(
     """Read staging, resolve against the previous xref, write the three tables; returns stats.
 
     incremental=False re-scores every record (after a retrain); ids stay stable either way.
+    Incremental or not, the published state is the same function of the staged records: an
+    incremental run keeps the previous pairs it does not score again (resolve's
+    previous_pairs), so a run with nothing new, or a resumed run after a kill, publishes the
+    tables the previous complete run published.
     """
     settings = consent_center.settings()
     model_path = active_model_path(settings)
@@ -130,13 +174,13 @@ def run_identity_resolution(
         records = identity_io.read_records(conn)
         existing = identity_io.read_xref(conn)
         pinned = identity_io.read_pinned(conn)
+        previous_pairs = identity_io.read_ambiguous(conn)
         read_s = time.perf_counter() - started
         if records.empty:
             empty = pd.DataFrame()
             counts = identity_io.write_results(conn, empty, empty, empty)
             return {"counts": counts, "stats": {}, "timings": {"read_s": read_s}, "charts": []}
         matched, previous, kept = split_pinned(records, existing, pinned)
-        full_charts = charts and 0 < len(matched) <= FULL_CHARTS_MAX_RECORDS
         res = (
             resolve(
                 matched,
@@ -144,7 +188,7 @@ def run_identity_resolution(
                 existing=previous if len(previous) else None,
                 thresholds=DEFAULT_THRESHOLDS,
                 incremental=incremental,
-                keep_linker=full_charts,
+                previous_pairs=previous_pairs,
             )
             if len(matched)
             else Resolution(  # every record is depersonalised: nothing to match
@@ -153,18 +197,23 @@ def run_identity_resolution(
             )
         )
         xref = pd.concat([res.xref, kept], ignore_index=True) if len(kept) else res.xref
+        ambiguous = res.ambiguous
+        carried = carry_pinned_pairs(previous_pairs, pinned, xref)
+        if len(carried):
+            client = pd.Series(
+                xref["client_id"].to_numpy(),
+                index=record_key(xref["source"], xref["source_record_id"]),
+            )
+            ambiguous = ambiguous_pairs(
+                pd.concat([pair_edges(res.ambiguous), carried], ignore_index=True), client
+            )
         golden = golden_fields(records, xref)  # a pinned client's golden row: its pseudonym
         t = time.perf_counter()
-        counts = identity_io.write_results(conn, xref, golden, res.ambiguous)
+        counts = identity_io.write_results(conn, xref, golden, ambiguous)
         write_s = time.perf_counter() - t
     written: list[Path] = []
     if charts:
-        out = charts_dir(settings)
-        written = (
-            write_charts(res.linker, out, res)
-            if full_charts
-            else _model_charts(model_path, records, out)
-        )
+        written = _model_charts(model_path, records, charts_dir(settings))
     return {
         "counts": counts,
         "stats": res.stats,
@@ -174,6 +223,7 @@ def run_identity_resolution(
         "model_sha256": model_fingerprint(model_path),
         "incremental": incremental,
         "pinned_records": len(kept),
+        "pinned_pairs_kept": len(carried),
         "kept_ids": int(
             xref.merge(existing, on=["source", "source_record_id"], suffixes=("", "_old"))
             .eval("client_id == client_id_old")
@@ -221,7 +271,13 @@ def identity_resolution(context: AssetExecutionContext, consent_center: ConsentC
     if last is not None and last.asset_materialization is not None:
         entry = last.asset_materialization.metadata.get("model_sha256")
         last_sha = entry.value if entry is not None else None
-    incremental = last_sha in (None, model_sha)
+    last_version = None
+    if last is not None and last.asset_materialization is not None:
+        entry = last.asset_materialization.metadata.get("identity_state_version")
+        last_version = entry.value if entry is not None else None
+    # no previous run: incremental (there is nothing to keep); a previous run of another
+    # model, or one that wrote an older state (ambiguous pairs lost), re-scores everything
+    incremental = last is None or (last_sha == model_sha and last_version == IDENTITY_STATE_VERSION)
     result = run_identity_resolution(consent_center, incremental=incremental)
     stats, timings, counts = result["stats"], result["timings"], result["counts"]
     context.log.info(
@@ -243,6 +299,8 @@ def identity_resolution(context: AssetExecutionContext, consent_center: ConsentC
             "model": result.get("model_path", ""),
             "model_sha256": result.get("model_sha256", model_sha),
             "incremental": incremental,
+            "identity_state_version": IDENTITY_STATE_VERSION,
+            "ambiguous_pairs_kept": int(stats.get("ambiguous_pairs_kept", 0)),
             "timings_s": MetadataValue.json({k: round(v, 3) for k, v in timings.items()}),
             "charts": MetadataValue.json(result["charts"]),
         },

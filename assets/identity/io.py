@@ -180,6 +180,20 @@ def read_xref(conn: psycopg.Connection) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def read_ambiguous(conn: psycopg.Connection) -> pd.DataFrame:
+    """The previous run's ambiguous pairs: an incremental run keeps those it does not re-score."""
+    ensure_tables(conn)
+    table = _read_csv(
+        _copy_out(
+            conn,
+            f"select {', '.join(AMBIGUOUS_COLUMNS)} from consent.identity_ambiguous_matches",
+        ),
+        AMBIGUOUS_COLUMNS,
+        {"match_probability": pa.float64(), "same_client": pa.bool_()},
+    )
+    return table.to_pandas()
+
+
 PINNED_COLUMNS = ["source", "source_record_id", "client_id"]
 
 

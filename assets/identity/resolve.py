@@ -48,6 +48,52 @@ def _split_key(uid: pd.Series) -> pd.DataFrame:
     )
 
 
+def pair_edges(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Ambiguous pairs (AMBIGUOUS_COLUMNS) back as edges: unique_id_l, unique_id_r, p."""
+    return pd.DataFrame(
+        {
+            "unique_id_l": features.record_key(pairs["source_l"], pairs["source_record_id_l"]),
+            "unique_id_r": features.record_key(pairs["source_r"], pairs["source_record_id_r"]),
+            "match_probability": pairs["match_probability"].astype(float).to_numpy(),
+        }
+    )
+
+
+def ambiguous_pairs(band: pd.DataFrame, client_of: pd.Series) -> pd.DataFrame:
+    """Edges between the thresholds -> AMBIGUOUS_COLUMNS, in one canonical form.
+
+    Each pair once, its smaller record key on the left (a full run's predict() and an
+    incremental run's predict_between() orient pairs differently), its best probability,
+    the client of each side by `client_of` (unique_id -> client_id), rows sorted: the same
+    pairs give the same table whichever runs scored them.
+    """
+    if band.empty:
+        return pd.DataFrame(columns=AMBIGUOUS_COLUMNS)
+    left = band["unique_id_l"].astype(str)
+    right = band["unique_id_r"].astype(str)
+    swap = (left > right).to_numpy()
+    band = pd.DataFrame(
+        {
+            "unique_id_l": left.where(~swap, right).to_numpy(),
+            "unique_id_r": right.where(~swap, left).to_numpy(),
+            "match_probability": band["match_probability"].astype(float).to_numpy(),
+        }
+    )
+    band = (
+        band.sort_values(["unique_id_l", "unique_id_r", "match_probability"], kind="stable")
+        .drop_duplicates(["unique_id_l", "unique_id_r"], keep="last")
+        .reset_index(drop=True)
+    )
+    l_key = _split_key(band["unique_id_l"]).add_suffix("_l")
+    r_key = _split_key(band["unique_id_r"]).add_suffix("_r")
+    ambiguous = pd.concat([l_key, r_key], axis=1)
+    ambiguous["client_id_l"] = band["unique_id_l"].map(client_of).to_numpy()
+    ambiguous["client_id_r"] = band["unique_id_r"].map(client_of).to_numpy()
+    ambiguous["match_probability"] = band["match_probability"].to_numpy()
+    ambiguous["same_client"] = ambiguous["client_id_l"] == ambiguous["client_id_r"]
+    return ambiguous.reindex(columns=AMBIGUOUS_COLUMNS).reset_index(drop=True)
+
+
 def resolve(
     records: pd.DataFrame,
     model_path: Path | str = DEFAULT_MODEL_PATH,
@@ -57,6 +103,7 @@ def resolve(
     incremental: bool = True,
     threads: int = 2,
     keep_linker: bool = False,
+    previous_pairs: pd.DataFrame | None = None,
 ) -> Resolution:
     """Resolve person records (input contract, see package docstring) into golden clients.
 
@@ -67,6 +114,15 @@ def resolve(
     unless a new record bridges two clients (then they merge under the surviving id, see
     clusters.assign_client_ids). With `incremental=False` everything is re-clustered and
     `existing` is used only to keep ids stable.
+
+    previous_pairs: the previous run's ambiguous pairs (AMBIGUOUS_COLUMNS). An incremental run
+    scores only pairs that involve a new or changed record, so the pairs between two unchanged
+    records are the ones scored before: they are kept (with their probability, and with the
+    client ids and same_client of this run's clusters), and a pair that involves a new or
+    changed record is replaced by its new score. Without them, a run with nothing new would
+    publish no ambiguous pair at all, and every revocation honoured across a possible match
+    (consent_event, `possible_match_revocation_honoured`) would be lost. A full run scores
+    every pair again and ignores them.
     """
     lower, upper = thresholds
     if not 0 < lower <= upper <= 1:
@@ -152,15 +208,20 @@ def resolve(
     xref["record_hash"] = rhash.to_numpy()
     xref = xref.sort_values(["source", "source_record_id"], ignore_index=True)
 
-    band = edges[(edges["match_probability"] >= lower) & (edges["match_probability"] < upper)]
-    l_key = _split_key(band["unique_id_l"]).add_suffix("_l")
-    r_key = _split_key(band["unique_id_r"]).add_suffix("_r")
-    ambiguous = pd.concat([l_key, r_key], axis=1)
-    ambiguous["client_id_l"] = band["unique_id_l"].map(cid).to_numpy()
-    ambiguous["client_id_r"] = band["unique_id_r"].map(cid).to_numpy()
-    ambiguous["match_probability"] = band["match_probability"].to_numpy()
-    ambiguous["same_client"] = ambiguous["client_id_l"] == ambiguous["client_id_r"]
-    ambiguous = ambiguous.reindex(columns=AMBIGUOUS_COLUMNS).reset_index(drop=True)
+    band = edges.loc[
+        (edges["match_probability"] >= lower) & (edges["match_probability"] < upper),
+        predict.EDGE_COLUMNS,
+    ]
+    kept_pairs = 0
+    if new_mask is not None and previous_pairs is not None and len(previous_pairs):
+        unchanged = prepared.loc[~new_mask, "unique_id"]
+        old_band = pair_edges(previous_pairs)
+        old_band = old_band[
+            old_band["unique_id_l"].isin(unchanged) & old_band["unique_id_r"].isin(unchanged)
+        ]
+        kept_pairs = len(old_band)
+        band = pd.concat([old_band, band], ignore_index=True)
+    ambiguous = ambiguous_pairs(band, cid)
     t["total_s"] = time.perf_counter() - t0
 
     stats = {
@@ -171,6 +232,7 @@ def resolve(
         "deterministic_links": len(det),  # a quoted contract, or a shared contact + name
         "clients": int(xref["client_id"].nunique()),
         "ambiguous_pairs": len(ambiguous),
+        "ambiguous_pairs_kept": kept_pairs,  # scored by an earlier run, both records unchanged
         "prior_factor": prior_factor,
     }
     return Resolution(
