@@ -23,6 +23,9 @@ set-based and in ONE transaction:
   scans, evidence URLs, consent_event and history rows;
 * one audit row per client goes into `consent.depersonalisation_audit` (ids, dates and row
   counts per table, never a personal value), and the report's row turns `done`.
+* after the commit, when any client was executed or re-applied, every dashboard of
+  `consent-center identity-report` (splink's comparison viewer and cluster studio, raw
+  records inside) is deleted (assets/identity/review.py), with counts only in the log.
 
 Idempotent: an executed client is never executed again, and an update only touches a row whose
 values differ from their depersonalised form, so a second run changes nothing. When a later
@@ -37,6 +40,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from psycopg import sql
 
 from assets.access import PERSONAL_COLUMNS
+from assets.identity.review import remove_identity_reports
 from pipelines.resources import ConsentCenterResource
 from sources import SOURCES
 from sources.phones import KEY_SQL, PHONE_COLUMNS
@@ -363,6 +367,15 @@ def depersonalisation(
         f"depersonalisation: {len(executed)} clients executed ({result['records']} source "
         f"records), {len(reapplied)} re-applied to later batches; rows: {result['rows']}"
     )
+    removed = {"files": 0, "folders": 0}
+    if executed or reapplied:
+        # splink's dashboards (consent-center identity-report) show raw records: an erased
+        # person's may be in them, so every one of them goes, whoever it showed
+        removed = remove_identity_reports(consent_center.settings())
+        context.log.info(
+            f"depersonalisation: identity-report dashboards removed: {removed['files']} files, "
+            f"{removed['folders']} folders (write them again with consent-center identity-report)"
+        )
     return MaterializeResult(
         metadata={
             "clients_executed": len(executed),
@@ -370,5 +383,6 @@ def depersonalisation(
             "source_records": result["records"],
             "rows_changed": MetadataValue.json(result["rows"]),
             "executed_client_ids": MetadataValue.json(executed[:100]),
+            "identity_report_files_removed": removed["files"],
         }
     )

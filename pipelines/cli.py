@@ -263,6 +263,42 @@ def train_identity() -> None:
     )
 
 
+@app.command("identity-report")
+def identity_report(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder to write (default: $CONSENT_HOME/reports/identity-report)."),
+    ] = None,
+) -> None:
+    """Write splink's comparison viewer and cluster studio for the DPO (personal data, 0600).
+
+    Every staged record is scored again with the active model; the clusters are the published
+    ones. No run writes these files, and every erasure deletes them.
+    """
+    from assets.identity.review import write_identity_report
+    from pipelines.database import database_url
+    from pipelines.resources import ConsentCenterResource
+
+    settings = load_settings()
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    resource = ConsentCenterResource(
+        home=str(settings.home),
+        landing_dir=str(settings.landing_dir),
+        database_url=database_url(settings),
+    )
+    try:
+        info = write_identity_report(resource, out)
+    except ValueError as error:
+        _fail(str(error))
+    console.print(
+        f"identity report over {info['records']:,} records ({info['pairs']:,} scored pairs), "
+        "personal data, readable by you only (0600):",
+        highlight=False,
+    )
+    for path in info["files"]:
+        console.print(f"  {path}", highlight=False, soft_wrap=True)
+
+
 @app.command("catalog-preview")
 def catalog_preview(
     folder: Annotated[Path, typer.Argument(help="A candidate catalog batch folder.")],
