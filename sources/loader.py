@@ -31,6 +31,7 @@ from sources.readers import (
     legacy_encoding,
     parse_csv_chunk,
     read_header,
+    split_line,
 )
 from sources.schema import RAW_SCHEMA, reset_partition, restart_line_counter
 from sources.spec import FileSpec, Rule, SourceSpec
@@ -274,8 +275,10 @@ def _csv_record_id(spec: FileSpec, header: list[str]) -> Callable[[str], str | N
     """
 
     def record_id_of(text: str) -> str | None:
-        fields = next(csv.reader(io.StringIO(text)), [])
-        return spec.record_id_of(dict(zip(header, fields, strict=False)))
+        fields = split_line(text, len(header))
+        record_id = spec.record_id_of(dict(zip(header, fields, strict=False)))
+        # an id that swallowed the line (a stray quote) would carry the rest of the record
+        return record_id if record_id and len(record_id) <= 100 and "\n" not in record_id else None
 
     return record_id_of
 
@@ -556,7 +559,9 @@ def _load_web_events(
                 "(format csv, delimiter E'\\x02', quote E'\\x01', escape E'\\x01')"
             ) as copy,
         ):
-            copy.write(chunk.data if chunk.data.endswith(b"\n") else chunk.data + b"\n")
+            # CRLF line ends: the CR is JSON whitespace, but COPY would see two line-end styles
+            data = chunk.data.replace(b"\r\n", b"\n")
+            copy.write(data if data.endswith(b"\n") else data + b"\n")
         if on_progress:
             on_progress(len(chunk.data))
     result.rows_read = _count(conn, sql.Identifier("web_lines"))

@@ -241,7 +241,7 @@ def _parse_once(
     for row in np.nonzero(valid_spans > 1)[0].tolist():  # rare: records over several lines
         first, span = int(valid_lines[row]), int(valid_spans[row])
         continuation = range(first + 1 - first_line, first + span - first_line)
-        if any(_field_count(_line_text(lines, i)) == expected for i in continuation):
+        if any(_looks_like_a_record(_line_text(lines, i), expected) for i in continuation):
             suspicious.append((first, span))
     single_bad: list[tuple[int, str]] = []
     for line_number, (_, row_text) in zip(invalid_lines.tolist(), invalid, strict=True):
@@ -292,6 +292,24 @@ def _read_csv(data: bytes, column_names: list[str]) -> tuple[pa.Table, list[tupl
 
 def _field_count(text: str) -> int:
     return len(next(iter(_csv_rows(text)), []))
+
+
+def _looks_like_a_record(text: str, expected: int) -> bool:
+    """A whole record by itself, as CSV or with its quotes taken as plain characters."""
+    if _field_count(text) == expected:
+        return True
+    return len(next(iter(_csv_rows(text, quoting=csv.QUOTE_NONE)), [])) == expected
+
+
+def split_line(text: str, expected: int) -> list[str]:
+    """The fields of one line: as CSV, or with quotes as plain characters where that fits the
+    contract's field count (a line with an unbalanced quote)."""
+    fields = next(iter(_csv_rows(text)), [])
+    if len(fields) != expected:
+        literal = next(iter(_csv_rows(text, quoting=csv.QUOTE_NONE)), [])
+        if len(literal) == expected or len(literal) > len(fields):
+            return literal
+    return fields
 
 
 def _salvage_line(chunk: Chunk, line_number: int, text: str, expected: int) -> list[str] | None:
