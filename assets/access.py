@@ -6,7 +6,15 @@ Three NOLOGIN roles, to be granted to people's logins:
 - consent_marketing: golden_consent and consent_change only.
 dbt recreates its tables on every run, which drops their grants, so this asset runs after the
 models and grants again, column by column for the analyst.
+
+People get a role through their own login: `consent-center grant --role R --login NAME`
+(grant_role_to_login) creates the login if needed, with a generated password shown once, and
+grants it the role; or, in SQL as the database owner: `create role NAME login password '...';
+grant consent_analyst to NAME;`.
 """
+
+import re
+import secrets
 
 import psycopg
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
@@ -42,19 +50,73 @@ MARKETING_TABLES = ("golden_consent", "consent_change")
 ROLES_KEY = AssetKey(["consent", "access_grants"])
 
 
+# a person's login: letters, digits and _ . @ - (e.g. i.ivanova, ivanova@corp), 63 at most
+LOGIN_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.@-]{0,62}")
+
+
+class AccessError(Exception):
+    """A grant that cannot be made: one line, nothing personal in it."""
+
+
+def ensure_roles(conn: psycopg.Connection) -> None:
+    """Create the three NOLOGIN roles if missing (inside the caller's transaction)."""
+    for role in ROLES:
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
+        if not exists:
+            try:
+                with conn.transaction():  # roles are cluster-wide: another database may race
+                    conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+            except psycopg.errors.DuplicateObject:
+                pass
+
+
+def grant_role_to_login(conn: psycopg.Connection, role: str, login: str) -> str | None:
+    """Grant `role` to the login `login`, creating the login if it does not exist.
+
+    Returns the generated password of a login created here (shown once, stored only as a
+    SCRAM verifier), None when an existing login was granted the role.
+    """
+    from pipelines.database import scram_verifier
+
+    if role not in ROLES:
+        raise AccessError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    if not LOGIN_PATTERN.fullmatch(login) or login.lower().startswith("pg_"):
+        raise AccessError(
+            f"login {login!a} is not valid: letters, digits and _ . @ - only, "
+            "starting with a letter or _, at most 63 characters, not pg_*"
+        )
+    if login in ROLES:
+        raise AccessError(f"{login} is one of the project's group roles, not a person's login")
+    password = None
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:grants'))")
+        ensure_roles(conn)
+        row = conn.execute(
+            "select rolcanlogin, rolsuper from pg_roles where rolname = %s", (login,)
+        ).fetchone()
+        if row is None:
+            password = secrets.token_urlsafe(18)
+            conn.execute(
+                sql.SQL("create role {} login password {}").format(
+                    sql.Identifier(login), sql.Literal(scram_verifier(password))
+                )
+            )
+        elif not row[0]:
+            raise AccessError(f"role {login} exists but cannot log in; give it LOGIN first")
+        elif row[1]:
+            raise AccessError(f"{login} is a superuser: a reader role would change nothing")
+        conn.execute(
+            sql.SQL("grant {} to {}").format(sql.Identifier(role), sql.Identifier(login))
+        )
+    return password
+
+
 def apply_grants(conn: psycopg.Connection) -> dict[str, int]:
     """Create the roles if missing and grant exactly what each may read; returns grant counts."""
     counts = dict.fromkeys(ROLES, 0)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:grants'))")
-        for role in ROLES:
-            exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
-            if not exists:
-                try:
-                    with conn.transaction():  # roles are cluster-wide: another database may race
-                        conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
-                except psycopg.errors.DuplicateObject:
-                    pass
+        ensure_roles(conn)
         schemas = [
             r[0]
             for r in conn.execute(

@@ -331,6 +331,46 @@ def db_url() -> None:
 
 
 @app.command()
+def grant(
+    role: Annotated[str, typer.Option(help="consent_analyst, consent_marketing or consent_dpo.")],
+    login: Annotated[str, typer.Option(help="The person's database login (created if missing).")],
+) -> None:
+    """Grant a reader role to a person's database login (created, with a password, if missing).
+
+    A new login's password is printed once, alone on the last line, and stored only as a hash.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from assets.access import AccessError, grant_role_to_login
+    from pipelines.database import database_url
+
+    url = database_url()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            password = grant_role_to_login(conn, role, login)
+    except AccessError as error:
+        from rich.markup import escape
+
+        _fail(escape(str(error)))
+    params = {k: v for k, v in conninfo_to_dict(url).items() if k != "password"}
+    params["user"] = login
+    where = make_conninfo(**params)
+    if password is None:
+        console.print(
+            f"granted {role} to the existing login {login} ({where})", highlight=False, markup=False
+        )
+        return
+    console.print(
+        f"created login {login} with {role}; connect with: {where} and the password below "
+        "(shown once, not stored)",
+        highlight=False,
+        markup=False,
+    )
+    print(password)
+
+
+@app.command()
 def stop() -> None:
     """Stop the embedded PostgreSQL server of this CONSENT_HOME."""
     from pipelines.database import stop_embedded_server
