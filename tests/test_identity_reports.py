@@ -33,7 +33,8 @@ def personal_values(landing: Path) -> set[str]:
     """Every passport and phone of the landing zone, as written and as digits only."""
     values: set[str] = set()
     for path in landing.glob("*/*/*.csv"):
-        with open(path, encoding="utf-8", newline="") as handle:
+        # generated feeds carry broken bytes on purpose: read past them
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
             for row in csv.DictReader(handle):
                 for column in ("passport", "phone", "passport_number"):
                     value = (row.get(column) or "").strip()
@@ -41,9 +42,12 @@ def personal_values(landing: Path) -> set[str]:
                     if len(digits) >= 8:
                         values |= {value, digits, "+7" + digits[1:]}
     for path in landing.glob("web/*/*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            text = json.dumps(json.loads(line), ensure_ascii=False)
-            for found in re.findall(r'"phone": "([^"]+)"', text):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                text = json.dumps(json.loads(line), ensure_ascii=False)
+            except ValueError:
+                text = line
+            for found in re.findall(r'"phone": ?"([^"]+)"', text):
                 digits = re.sub(r"\D", "", found)
                 if len(digits) >= 8:
                     values |= {found, digits}

@@ -183,15 +183,16 @@ def read_xref(conn: psycopg.Connection) -> pd.DataFrame:
 def read_ambiguous(conn: psycopg.Connection) -> pd.DataFrame:
     """The previous run's ambiguous pairs: an incremental run keeps those it does not re-score."""
     ensure_tables(conn)
+    # COPY writes booleans as t/f, which pyarrow does not read: as 1/0 instead
+    columns = [c if c != "same_client" else "same_client::int" for c in AMBIGUOUS_COLUMNS]
     table = _read_csv(
-        _copy_out(
-            conn,
-            f"select {', '.join(AMBIGUOUS_COLUMNS)} from consent.identity_ambiguous_matches",
-        ),
+        _copy_out(conn, f"select {', '.join(columns)} from consent.identity_ambiguous_matches"),
         AMBIGUOUS_COLUMNS,
-        {"match_probability": pa.float64(), "same_client": pa.bool_()},
+        {"match_probability": pa.float64(), "same_client": pa.int8()},
     )
-    return table.to_pandas()
+    df = table.to_pandas()
+    df["same_client"] = df["same_client"].astype(bool)
+    return df
 
 
 PINNED_COLUMNS = ["source", "source_record_id", "client_id"]
