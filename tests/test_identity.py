@@ -486,3 +486,33 @@ def test_a_changed_record_has_its_pairs_scored_again_and_the_others_are_kept(fir
         before.drop(columns=["client_id_l", "client_id_r", "same_client"]),
     )
     assert inc.stats["ambiguous_pairs_kept"] == len(before)
+
+
+def test_a_depersonalised_records_pairs_are_kept_as_scored_with_todays_clients():
+    from assets.identity.assets import carry_pinned_pairs
+
+    previous = pd.DataFrame(
+        {
+            "source_l": ["crm", "crm", "web"],
+            "source_record_id_l": ["K-1", "K-2", "A-1"],
+            "client_id_l": ["C-old1", "C-old2", "C-old3"],
+            "source_r": ["web", "web", "web"],
+            "source_record_id_r": ["A-1", "A-2", "A-9"],
+            "client_id_r": ["C-old3", "C-old4", "C-gone"],
+            "match_probability": [0.7, 0.8, 0.9],
+            "same_client": [False, False, False],
+        }
+    )
+    pinned = pd.DataFrame({"source": ["crm"], "source_record_id": ["K-1"], "client_id": ["C-1"]})
+    xref = pd.DataFrame(
+        {
+            "source": ["crm", "crm", "web", "web"],
+            "source_record_id": ["K-1", "K-2", "A-1", "A-2"],
+            "client_id": ["C-1", "C-2", "C-3", "C-4"],
+        }
+    )
+    carried = carry_pinned_pairs(previous, pinned, xref)
+    # only the pair with a depersonalised side; a pair of two matchable records is scored again
+    assert carried.to_dict("records") == [
+        {"unique_id_l": "crm|K-1", "unique_id_r": "web|A-1", "match_probability": 0.7}
+    ]
