@@ -370,8 +370,9 @@ RULES: tuple[Rule, ...] = (
         model="stg_helpdesk__tickets",
         source="helpdesk",
         field="scope_purposes;scope_channels",
-        reason="revocation scope empty or with unknown purpose/channel codes "
-        "(honoured as all marketing on all channels)",
+        reason="revocation scope empty, with unknown purpose/channel codes or in a variant "
+        "spelling (an unreadable axis is honoured as all, the other as written; "
+        "consent_event.doubt_reason names the axis)",
         severity="'warn'",
         record_id="t.ticket_id",
         where=(

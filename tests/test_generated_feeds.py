@@ -135,13 +135,16 @@ def test_the_reports_and_the_change_feed_reach_their_readers(generated_run):
 def test_grants_only_keys_get_the_history_the_full_rules_give(generated_run, tmp_path, monkeypatch):
     """consent_history computes keys that carry only grants by a cheaper path; on real feeds
     every interval of every key must be what the full rules (every key through them) give."""
+    from psycopg.conninfo import make_conninfo
+
     from pipelines.dbt_cli import run_dbt
 
     _, _, conn, _ = generated_run
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
     run_dbt(
-        conn.info.dsn,
+        # the DSN psycopg shows leaves the password out: the embedded server needs it
+        make_conninfo(conn.info.dsn, password=conn.info.password),
         "compile",
         "--select",
         "int_consent_history__half_0",

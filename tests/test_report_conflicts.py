@@ -420,13 +420,10 @@ def _expected_from_feeds(landing: Path):
                 erased.add(who)
                 pairs = {(p, "any") for p in T.PURPOSES}
             elif kind in ("revoke_consent", "restrict_processing"):
-                ps = [p.strip().lower() for p in r["scope_purposes"].split(";") if p.strip()]
-                cs = [c.strip().lower() for c in r["scope_channels"].split(";") if c.strip()]
-                readable = set(ps) <= {*T.PURPOSES, "all"} and set(cs) <= {*T.CHANNELS, "all"}
-                if not (ps and cs and readable):  # garbled: all marketing on all channels
-                    ps, cs = ["marketing"], ["all"]
-                purposes = T.PURPOSES if "all" in ps else ps
-                pairs = {(p, "any" if "all" in cs else c) for p in purposes for c in cs}
+                # each axis on its own: an unreadable one is all (the truth's reading)
+                read = T._scope(r["scope_purposes"], r["scope_channels"])
+                every = len({c for _, c in read}) == len(T.CHANNELS)
+                pairs = {(p, "any" if every else c) for p, c in read}
             else:
                 continue
             revocations[who].extend(((p, c, ""), at, record) for p, c in pairs)

@@ -285,16 +285,36 @@ def _term_end(start: datetime, months: int | None) -> datetime | None:
     return add_months(start, months) if months else None
 
 
-def _scope(purposes: str, channels: str) -> frozenset[tuple[str, str]] | None:
-    """Parse a helpdesk scope; None when garbled."""
-    ps = [p.strip() for p in purposes.split(";") if p.strip()]
-    cs = [c.strip() for c in channels.split(";") if c.strip()]
-    if not ps or not cs:
-        return None
-    pur = PURPOSES if "all" in ps else tuple(ps)
-    chs = CHANNELS if "all" in cs else tuple(cs)
-    if any(p not in PURPOSES for p in pur) or any(c not in CHANNELS for c in chs):
-        return None
+def _axis(text: str, codes: tuple[str, ...], also_all: tuple[str, ...] = ()):
+    """One axis of a helpdesk scope: (the codes it stands for, whether it could be read).
+
+    Codes are separated by ';' or ','; case, blanks, '-' and '_' do not matter; `all` (and
+    `also_all`) means every code of the axis. An axis that is empty or has a code that cannot
+    be read stands for every code too (rule 4), and is not readable."""
+    keys = {code.replace("_", ""): code for code in codes}
+    read, says_all = set(), False
+    for written in (part.strip() for part in re.split("[;,]", text)):
+        if not written:
+            continue
+        key = re.sub(r"[\s_-]+", "", written.lower())
+        if key not in keys and key != "all" and key not in also_all:
+            return codes, False
+        says_all = says_all or key == "all" or key in also_all
+        read.add(keys.get(key))
+    if not read:
+        return codes, False
+    return (codes if says_all else tuple(sorted(read))), True
+
+
+def scope_is_readable(purposes: str, channels: str) -> bool:
+    """Whether both axes of a helpdesk scope could be read (else it is reported as garbled)."""
+    return _axis(purposes, PURPOSES)[1] and _axis(channels, CHANNELS, ("any",))[1]
+
+
+def _scope(purposes: str, channels: str) -> frozenset[tuple[str, str]]:
+    """A helpdesk scope, each axis read on its own: an unreadable axis is all (rule 4)."""
+    pur = _axis(purposes, PURPOSES)[0]
+    chs = _axis(channels, CHANNELS, also_all=("any",))[0]
     return frozenset((p, c) for p in pur for c in chs)
 
 
@@ -367,9 +387,8 @@ def derive(cat: Catalog, facts: Facts) -> Derived:
     for tk in facts.tickets:
         if tk.request_type not in ("revoke_consent", "restrict_processing"):
             continue
+        # an unreadable axis is honoured as all, the other axis as written (rule 4)
         pairs = _scope(tk.scope_purposes, tk.scope_channels)
-        if pairs is None:  # garbled: honoured as all marketing on all channels (rule 4)
-            pairs = frozenset(("marketing", c) for c in CHANNELS)
         out.revokes.append(Revoke(pairs, tk.received_at, f"helpdesk {tk.request_type}"))
     for p in facts.partner:
         if p.code not in cat.types:

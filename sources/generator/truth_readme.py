@@ -58,8 +58,10 @@ Semantic choices (DESIGN section 7 as read here):
    consents (`confirmation=none`) count as grants; questions whose answer would differ
    if they did not are left out of the sample.
 5. A helpdesk `revoke_consent` revokes scope_purposes x scope_channels (`all` = all)
-   from `received_at`. A garbled scope (unknown codes, empty) is honoured as marketing
-   on all channels. `restrict_processing` is treated as a revocation of its scope;
+   from `received_at`. Each axis is read on its own (`;` or `,` between codes; case,
+   blanks, `-` and `_` ignored; `any` = all channels); an axis that is empty or has an
+   unknown code is honoured as all, the other as written. `restrict_processing` is treated
+   as a revocation of its scope;
    persons with `restrict_processing` or `erase_data` requests are not in the sample.
    `access_request` and `complaint` have no consent effect. A quoted contract number
    does not narrow the scope: a revocation applies to the whole person.
