@@ -38,7 +38,8 @@ class CommandError(Exception):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line whatever the terminal's width (a long path must not break it in two)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -48,18 +49,74 @@ def _landing_is_empty(landing: Path) -> bool:
 
 @app.command()
 def run() -> None:
-    """Load every complete batch not yet processed, then build everything downstream."""
-    from pipelines.run import run_pipeline
+    """Load every complete batch not yet processed, then build everything downstream.
+
+    One run at a time: beside a run in progress (another `run`, or a run the schedule, the
+    sensor or the UI started) it does not start, and says which run that is.
+    """
+    from rich.markup import escape
+
+    from pipelines.database import database_url
+    from pipelines.resources import RunInProgress, run_lock
 
     settings = load_settings()
-    if _landing_is_empty(settings.landing_dir):
-        if os.environ.get("CONSENT_LANDING_DIR"):
-            _fail(f"no complete batch (with _SUCCESS) under {settings.landing_dir}")
-        console.print(
-            f"Landing zone {settings.landing_dir} is empty: generating sample feeds "
-            f"for {SAMPLE_CLIENTS} clients first."
+    url = database_url(settings)
+    try:
+        # held from before the landing zone is looked at (sample data included) to the summary
+        with run_lock(url, "consent-center run"):
+            _check_landing_zone(settings, url)
+            _run_and_summarise(settings)
+    except RunInProgress as error:
+        _fail(escape(str(error)))
+
+
+def _check_landing_zone(settings, url: str) -> None:
+    """Sample data only for a database that never registered a batch (DESIGN section 9).
+
+    On an installation with history, an empty landing zone (files archived, a share not
+    mounted on its mount point) loads nothing and says so; a missing one is an error.
+    """
+    import psycopg
+    from rich.markup import escape
+
+    from pipelines.run import registered_batches
+
+    landing = settings.landing_dir
+    if not _landing_is_empty(landing):
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        history = registered_batches(conn)
+    if history:
+        if not landing.is_dir():
+            _fail(
+                escape(
+                    f"the landing zone {landing} does not exist, but this database has "
+                    f"registered {history:,} batches: is the share mounted? nothing was run"
+                )
+            )
+        err_console.print(
+            escape(
+                f"warning: no complete batch under {landing}: nothing new to load "
+                f"({history:,} batches registered before; sample data is only generated for a "
+                "database that never loaded one)"
+            ),
+            highlight=False,
+            soft_wrap=True,
         )
-        _generate(settings.landing_dir, SAMPLE_CLIENTS, seed=1, batches=3)
+        return
+    if os.environ.get("CONSENT_LANDING_DIR"):
+        _fail(escape(f"no complete batch (with _SUCCESS) under {landing}"))
+    console.print(
+        f"Landing zone {landing} is empty: generating sample feeds "
+        f"for {SAMPLE_CLIENTS} clients first.",
+        highlight=False,
+        markup=False,
+    )
+    _generate(landing, SAMPLE_CLIENTS, seed=1, batches=3)
+
+
+def _run_and_summarise(settings) -> None:
+    from pipelines.run import run_pipeline
 
     with Progress(
         TextColumn("{task.description}"),

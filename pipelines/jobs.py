@@ -1,9 +1,15 @@
-"""Jobs: one ingestion job per source (partitioned by batch) and one transform job."""
+"""Jobs: one ingestion job per source (partitioned by batch) and one transform job.
+
+Every job runs with `run_locked_executor` (pipelines.resources): its steps run in the run's own
+process, as in `consent-center run`, all inside the run lock, whether the schedule, the sensor or
+the UI launched it, so two runs never interleave.
+"""
 
 from dagster import AssetSelection, define_asset_job
 
 from assets.identity.assets import MODEL_KEY as IDENTITY_MODEL_KEY
 from assets.ingest import BATCH_PARTITIONS, INGEST_ASSETS, INGEST_GROUP
+from pipelines.resources import run_locked_executor
 
 INGEST_JOBS = {
     name: define_asset_job(
@@ -11,6 +17,7 @@ INGEST_JOBS = {
         selection=AssetSelection.assets(asset),
         partitions_def=BATCH_PARTITIONS[name],
         description=f"Load one {name} batch from the landing zone into its raw tables.",
+        executor_def=run_locked_executor,
     )
     for name, asset in INGEST_ASSETS.items()
 }
@@ -23,10 +30,12 @@ TRANSFORM_JOB = define_asset_job(
     )
     - AssetSelection.keys(IDENTITY_MODEL_KEY),  # retraining is its own job
     description="Everything downstream of the raw tables: phones, staging, golden tables, reports.",
+    executor_def=run_locked_executor,
 )
 
 TRAIN_IDENTITY_JOB = define_asset_job(
     name="train_identity",
     selection=AssetSelection.keys(IDENTITY_MODEL_KEY),
     description="Retrain the splink person model on the staged records (run by hand, not nightly).",
+    executor_def=run_locked_executor,
 )

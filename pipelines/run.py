@@ -2,7 +2,8 @@
 
 Each batch is loaded by its partitioned ingestion job and then one `transform` run builds the
 rest, all recorded in the Dagster instance under CONSENT_HOME, so runs started here show up in
-the UI's history exactly like runs started there.
+the UI's history exactly like runs started there. The whole of it holds the run lock
+(pipelines.resources.run_lock): beside a run in progress it does not start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pipelines.database import database_url
+from pipelines.resources import run_lock
 from pipelines.settings import Settings
 from sources.landing import Batch, all_complete_batches
 from sources.schema import ensure_schema
@@ -76,6 +78,13 @@ def prepare_dagster_home(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
+def registered_batches(conn: psycopg.Connection) -> int:
+    """How many batches this database has ever registered (loaded or failed): 0 on a new one."""
+    if conn.execute("select to_regclass('consent.ingest_batches')").fetchone()[0] is None:
+        return 0
+    return conn.execute("select count(*) from consent.ingest_batches").fetchone()[0]
+
+
 def pending_batches(conn: psycopg.Connection, settings: Settings) -> list[Batch]:
     loaded = {
         (source, batch_id)
@@ -106,10 +115,13 @@ def run_pipeline(
     on_step: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> RunSummary:
-    """Ingest every pending batch, then transform; never raises for a bad batch."""
+    """Ingest every pending batch, then transform; never raises for a bad batch.
+
+    Raises RunInProgress (one line naming it) when another run holds the run lock.
+    """
     started = time.perf_counter()
     url = database_url(settings)
-    with exported_settings(settings, url):
+    with run_lock(url, "consent-center run"), exported_settings(settings, url):
         prepare_dagster_home(settings)
         return _run_pipeline(settings, url, started, on_step, on_total)
 

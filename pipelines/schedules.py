@@ -1,4 +1,8 @@
-"""Schedules: a nightly transform, so time-driven states (expiry, deadlines) follow the clock."""
+"""Schedules: a nightly transform, so time-driven states (expiry, deadlines) follow the clock.
+
+Beside a run in progress (a `consent-center run` at 04:00, say) the nightly run waits for the run
+lock (pipelines.resources) and then starts; the two never interleave.
+"""
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 

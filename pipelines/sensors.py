@@ -2,6 +2,8 @@
 
 Once every known batch is loaded and nothing is running, the sensor asks for one `transform` run
 if raw data changed since the last successful one, so golden tables follow the landing zone.
+While a run holds the run lock (a `consent-center run`, say, which loads the same batches), the
+sensor asks for nothing and looks again at its next tick; the runs it launches wait for the lock.
 """
 
 from dagster import (
@@ -17,7 +19,7 @@ from dagster import (
 
 from assets.ingest import BATCH_PARTITIONS
 from pipelines.jobs import INGEST_JOBS, TRANSFORM_JOB
-from pipelines.resources import ConsentCenterResource
+from pipelines.resources import ConsentCenterResource, run_lock_holder
 from sources.landing import all_complete_batches
 
 IN_FLIGHT = [
@@ -39,6 +41,10 @@ def landing_zone_sensor(
     context: SensorEvaluationContext, consent_center: ConsentCenterResource
 ) -> SensorResult | SkipReason:
     settings = consent_center.settings()
+    with consent_center.connect() as conn:
+        holder = run_lock_holder(conn)
+    if holder:
+        return SkipReason(f"a run is in progress: {holder}")
     batches = all_complete_batches(settings.landing_dir)
     add_requests = []
     run_requests = []
