@@ -8,10 +8,22 @@ import subprocess
 from pipelines.database import libpq_params
 from pipelines.settings import DBT_PROJECT_DIR, dbt_executable
 
+# dbt's sessions check every few seconds that dbt is still there: a query of a killed run
+# (its dbt died with it, pipelines/dbt_child.py) is then cancelled instead of running on
+# beside the next run
+DBT_SESSION_OPTIONS = "-c client_connection_check_interval=5s"
+
+
+def dbt_profile_env(url: str) -> dict[str, str]:
+    """The variables dbt's profile reads (CONSENT_PG_*), and libpq's session options."""
+    env = {f"CONSENT_PG_{key.upper()}": value for key, value in libpq_params(url).items()}
+    env["PGOPTIONS"] = DBT_SESSION_OPTIONS
+    return env
+
 
 def dbt_env(url: str) -> dict[str, str]:
-    """The environment dbt's profile reads (CONSENT_PG_*), pointed at `url`."""
-    return {**os.environ, **{f"CONSENT_PG_{k.upper()}": v for k, v in libpq_params(url).items()}}
+    """The whole environment of a dbt subprocess pointed at `url`."""
+    return {**os.environ, **dbt_profile_env(url)}
 
 
 def run_dbt(url: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from assets.quality import QUALITY_ASSETS  # issue 6: form validation (GX) + ass
 from assets.transform import DBT_ASSETS, dbt_project
 from pipelines.alerts import run_failure_alert
 from pipelines.jobs import INGEST_JOBS, TRAIN_IDENTITY_JOB, TRANSFORM_JOB
-from pipelines.resources import ConsentCenterResource
+from pipelines.resources import ConsentCenterResource, run_locked_executor
 from pipelines.schedules import daily_transform
 from pipelines.sensors import landing_zone_sensor
 from pipelines.settings import dbt_executable
@@ -39,6 +39,8 @@ defs = Definitions(
     jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
     sensors=[landing_zone_sensor, run_failure_alert],
     schedules=[daily_transform],
+    # ad-hoc materialisations from the UI run in the implicit job: inside the run lock too
+    executor=run_locked_executor,
     resources={
         "consent_center": ConsentCenterResource(),
         "dbt": DbtCliResource(

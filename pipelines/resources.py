@@ -29,7 +29,8 @@ from pathlib import Path
 import psycopg
 from dagster import ConfigurableResource, Executor, executor, in_process_executor
 
-from pipelines.database import database_url, libpq_params
+from pipelines.database import database_url
+from pipelines.dbt_cli import dbt_profile_env
 from pipelines.settings import Settings, load_settings
 
 
@@ -60,8 +61,7 @@ class ConsentCenterResource(ConfigurableResource):
 
     def export_dbt_env(self) -> None:
         """dbt's profile reads CONSENT_PG_*; set them for the dbt subprocess."""
-        for key, value in libpq_params(self.url()).items():
-            os.environ[f"CONSENT_PG_{key.upper()}"] = value
+        os.environ.update(dbt_profile_env(self.url()))
 
 
 # --- one run at a time ----------------------------------------------------------------------

@@ -26,9 +26,16 @@ PRIVATE_UMASK = 0o077
 
 
 def dbt_executable() -> str:
-    """The dbt installed next to this Python (a venv's bin/ is not always on PATH)."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+    """The dbt installed next to this Python (a venv's bin/ is not always on PATH).
+
+    Through `consent-center-dbt` where it is installed: dbt that dies with the run that
+    started it (pipelines/dbt_child.py), so a killed run leaves no dbt building behind.
+    """
+    bin_dir = Path(sys.executable).parent
+    for name in ("consent-center-dbt", "dbt"):
+        if (bin_dir / name).exists():
+            return str(bin_dir / name)
+    return shutil.which("dbt") or "dbt"
 
 
 @dataclass(frozen=True)
