@@ -255,7 +255,7 @@ def _git(*args: str) -> str:
     try:
         return subprocess.run(
             ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        ).stdout.rstrip("\n")
     except (OSError, subprocess.CalledProcessError):
         return ""
 

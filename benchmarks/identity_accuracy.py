@@ -1,258 +1,297 @@
-"""Identity resolution accuracy and speed (not a test).
+"""Identity resolution accuracy and speed of the shipped model, on people it was not trained on.
 
-    python -m benchmarks.identity_accuracy ru --clients 100000         # generator feeds
-    python -m benchmarks.identity_accuracy ru --clients 20000 --train  # retrain the artefact
-    python -m benchmarks.identity_accuracy hist                        # historical figures 50k
-    python -m benchmarks.identity_accuracy fake                        # fake_1000
-    python -m benchmarks.identity_accuracy ru --clients 20000 --incremental
+    python -m benchmarks.identity_accuracy --clients 20000            # seed 11 by default
 
-Prints one JSON line: pairwise precision / recall / F1, timings, peak memory. Run under
-`/usr/bin/time -v` for an outside view of peak memory.
+Everything goes through the product: the generator's feeds (a child process, written into a
+fresh temporary folder, never a cache), the product's loader and phone table, the product's
+staging (`dbt build --select staging`), its reader of the staged person records
+(assets/identity/io.py, `read_records`, what the identity asset reads) and its engine
+(`resolve`, with the default thresholds and the shipped model, or `--model`).
+
+Disjoint from the training data. The shipped model (assets/identity/models/person_model.json)
+records what it was trained on (`consent_center.trained_on`: the generator's feeds for 20,000
+clients, seed 7, that is persons P000000000-P000019999). The generator derives a person's
+phone, passport and e-mail number from the person's index alone (sources/generator/people.py),
+so persons 0-19,999 of any seed carry the training persons' phones and passports. Hence this
+benchmark generates `training clients + --clients` persons with another seed and scores only
+the persons with an index at or above the training size (P000020000 onwards here): other
+names, birth dates and addresses (another seed) and other phones, passports and e-mails
+(other indices). Staging runs over the whole generated landing zone; the records of the first
+persons are dropped from the engine's input frame before resolution (by their truth person).
+
+Checks (any failure: exit 1): the model's training data is known and the seed differs; every
+scored person is outside the training range; every input record got exactly one client;
+precision and recall computed here equal the product's `pairwise_scores`; precision and
+recall reach the targets of the product's identity_accuracy check (0.995 / 0.99).
+
+Writes benchmarks/results/identity-<clients>-<time>-<commit>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import resource
+import re
 import tempfile
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
+import psycopg
 
-from assets.identity import DEFAULT_MODEL_PATH, pairwise_scores, resolve, train, write_charts
+from benchmarks.common import (
+    Verification,
+    add_results_argument,
+    finish,
+    generate_feeds,
+    run_measured,
+    scratch_database,
+    server_version,
+    write_result,
+)
+from pipelines.dbt_cli import run_dbt
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def phone_e164(s: pd.Series) -> pd.Series:
-    d = s.astype("string").str.replace(r"\D", "", regex=True)
-    d = d.where(~((d.str.len() == 11) & d.str.match(r"^[78]")), d.str.slice(1))
-    return ("+7" + d).where(d.str.len() == 10)
-
-
-def _read_csvs(root: Path, source: str, name: str) -> pd.DataFrame:
-    frames = [
-        pd.read_csv(
-            p,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            on_bad_lines="skip",
-            encoding_errors="replace",
-        )
-        for p in sorted((root / source).glob(f"*/{name}"))
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+TRAINED_ON = re.compile(r"--clients (\d+) --seed (\d+)")
 
 
-def landing_to_records(root: Path) -> pd.DataFrame:
-    """The input-contract frame from a generator landing zone (stands in for dbt staging)."""
-    crm = _read_csvs(root, "crm", "clients.csv")
-    crm = crm.sort_values("updated_at").drop_duplicates("crm_client_id", keep="last")
-    contracts = _read_csvs(root, "crm", "contracts.csv")
-    owned = contracts.groupby("crm_client_id")["contract_number"].agg(list)
-    crm_r = pd.DataFrame(
-        {
-            "source": "crm",
-            "source_record_id": crm["crm_client_id"],
-            "last_name": crm["last_name"],
-            "first_name": crm["first_name"],
-            "middle_name": crm["middle_name"],
-            "birth_date": crm["birth_date"],
-            "phone_e164": phone_e164(crm["phone"]),
-            "email": crm["email"],
-            "passport_digits": crm["passport"],
-            "address": crm["address"],
-            "contract_numbers": crm["crm_client_id"].map(owned),
-            "updated_at": crm["updated_at"],
+def training_data(model_path: Path) -> tuple[int, int, int] | None:
+    """(clients, seed, records) the model says it was trained on, if it says so."""
+    meta = json.loads(model_path.read_text(encoding="utf-8")).get("consent_center", {})
+    found = TRAINED_ON.search(meta.get("trained_on", ""))
+    if not found:
+        return None
+    return int(found.group(1)), int(found.group(2)), int(meta.get("trained_records") or 0)
+
+
+def person_index(person_id: str) -> int:
+    return int(person_id.lstrip("P"))
+
+
+def read_truth(landing: Path) -> dict[tuple[str, str], str]:
+    with open(landing / "truth" / "person_xref.csv", newline="", encoding="utf-8") as handle:
+        return {
+            (r["source"], r["source_record_id"]): r["person_id"] for r in csv.DictReader(handle)
         }
-    )
-    events = []
-    for p in sorted((root / "web").glob("*/events.jsonl")):
-        with p.open(encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                person = e.get("person") or {}
-                events.append(
-                    {
-                        "account_id": e.get("account_id"),
-                        "occurred_at": e.get("occurred_at"),
-                        **person,
-                    }
-                )
-    web = pd.DataFrame(events).dropna(subset=["account_id"])
-    web = web.sort_values("occurred_at").drop_duplicates("account_id", keep="last")
-    web_r = pd.DataFrame(
-        {
-            "source": "web",
-            "source_record_id": web["account_id"],
-            "last_name": web["last_name"],
-            "first_name": web["first_name"],
-            "middle_name": web["middle_name"],
-            "birth_date": web["birth_date"],
-            "phone_e164": phone_e164(web["phone"]),
-            "email": web["email"],
-            "updated_at": web["occurred_at"],
-        }
-    )
-    hd = _read_csvs(root, "helpdesk", "tickets.csv").drop_duplicates("ticket_id", keep="last")
-    hd_r = pd.DataFrame(
-        {
-            "source": "helpdesk",
-            "source_record_id": hd["ticket_id"],
-            "fio": hd["fio"].str.lower().str.replace("ё", "е"),
-            "birth_date": hd["birth_date"],
-            "phone_e164": phone_e164(hd["phone"]),
-            "email": hd["email"],
-            "passport_digits": hd["passport"],
-            "contract_numbers": hd["contract_number"].map(
-                lambda c: [c] if isinstance(c, str) and c else []
-            ),
-            "updated_at": hd["received_at"],
-        }
-    )
-    pa = _read_csvs(root, "partner", "partner_clients.csv")
-    pa["key"] = pa["partner_code"] + ":" + pa["partner_client_id"]
-    pa = pa.sort_values("obtained_at").drop_duplicates("key", keep="last")
-    pa_r = pd.DataFrame(
-        {
-            "source": "partner",
-            "source_record_id": pa["key"],
-            "last_name": pa["last_name"],
-            "first_name": pa["first_name"],
-            "middle_name": pa["middle_name"],
-            "birth_date": pa["birth_date"],
-            "phone_e164": phone_e164(pa["phone"]),
-            "email": pa["email"],
-            "updated_at": pa["obtained_at"],
-        }
-    )
-    out = pd.concat([crm_r, web_r, hd_r, pa_r], ignore_index=True)
-    out = out.dropna(subset=["source_record_id"]).drop_duplicates(["source", "source_record_id"])
-    for c in ["last_name", "first_name", "middle_name", "email"]:
-        out[c] = out[c].str.lower().str.replace("ё", "е").str.strip()
-    out["birth_date"] = pd.to_datetime(out["birth_date"], errors="coerce").dt.date
-    return out
 
 
-def generated(clients: int, seed: int, workdir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sources.generator import GeneratorConfig, generate
+def stage(url: str, landing: Path) -> dict:
+    """The product's loader and staging (not measured)."""
+    from sources.loader import load_landing_zone
+    from sources.phones import refresh_phone_numbers
+    from sources.schema import ensure_schema
 
-    root = workdir / f"landing_{clients}_{seed}"
-    if not (root / "truth" / "person_xref.csv").exists():
-        generate(root, GeneratorConfig(clients=clients, seed=seed))
-    truth = pd.read_csv(root / "truth" / "person_xref.csv", dtype=str)
-    return landing_to_records(root), truth
-
-
-def hist_records() -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = pd.read_parquet(SHARED / "historical_figures_with_errors_50k.parquet")
-    rec = pd.DataFrame(
-        {
-            "source": "crm",
-            "source_record_id": df["unique_id"].astype(str),
-            "last_name": df["surname"],
-            "first_name": df["first_name"],
-            "birth_date": pd.to_datetime(df["dob"], errors="coerce").dt.date,
-            "address": df["birth_place"],
-            "postcode": df["postcode_fake"],
-            "occupation": df["occupation"],
-        }
-    )
-    truth = rec[["source", "source_record_id"]].assign(person_id=df["cluster"].astype(str))
-    return rec, truth
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        results = load_landing_zone(conn, landing)
+        refresh_phone_numbers(conn)
+    failed = [f"{r.source}/{r.batch_id}" for r in results if r.status != "loaded"]
+    if failed:
+        raise RuntimeError(f"batches failed to load: {failed}")
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    run_dbt(url, "build", "--select", "staging")
+    return {
+        "load_seconds": round(load_seconds, 1),
+        "staging_build_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
-def fake_records() -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = pd.read_csv(SHARED / "fake_1000.csv", dtype=str)
-    rec = pd.DataFrame(
-        {
-            "source": "crm",
-            "source_record_id": df["unique_id"],
-            "last_name": df["surname"],
-            "first_name": df["first_name"],
-            "birth_date": pd.to_datetime(df["dob"], errors="coerce").dt.date,
-            "address": df["city"],
-            "email": df["email"],
-        }
-    )
-    truth = rec[["source", "source_record_id"]].assign(person_id=df["cluster"])
-    return rec, truth
+def resolve_step(url: str, landing: Path, first_scored: int, model: Path) -> dict:
+    """The measured step: read the staged records, keep the scored persons', resolve."""
+    from assets.identity import DEFAULT_THRESHOLDS, resolve
+    from assets.identity.io import read_records
+
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        staged = read_records(conn)
+    read_s = time.perf_counter() - started
+    truth = read_truth(landing)
+    person = [truth.get(k) for k in zip(staged["source"], staged["source_record_id"], strict=True)]
+    keep = [p is not None and person_index(p) >= first_scored for p in person]
+    records = staged.loc[keep].reset_index(drop=True)
+    res = resolve(records, model, thresholds=DEFAULT_THRESHOLDS)
+    xref = res.xref[["source", "source_record_id", "client_id"]]
+    return {
+        "staged_records": len(staged),
+        "records_without_truth": sum(p is None for p in person),
+        "records": len(records),
+        "input_keys": sorted(zip(records["source"], records["source_record_id"], strict=True)),
+        "xref": list(xref.itertuples(index=False, name=None)),
+        "read_s": read_s,
+        "timings": {k: round(v, 2) for k, v in res.timings.items()},
+        "stats": {k: (v if isinstance(v, int | str) else float(v)) for k, v in res.stats.items()},
+        "thresholds": list(DEFAULT_THRESHOLDS),
+    }
+
+
+def pair_scores(xref: list[tuple], truth: dict[tuple[str, str], str]) -> dict:
+    """Pairwise precision / recall / F1, counted here: pairs of records in one (client, person)
+    cell are true positives, pairs in one client predicted, pairs in one person true."""
+
+    def pairs(counter: Counter) -> int:
+        return sum(n * (n - 1) // 2 for n in counter.values())
+
+    rows = [(client, truth[(s, r)]) for s, r, client in xref if (s, r) in truth]
+    tp = pairs(Counter(rows))
+    predicted = pairs(Counter(c for c, _ in rows))
+    true = pairs(Counter(p for _, p in rows))
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": tp,
+        "fp": predicted - tp,
+        "fn": true - tp,
+        "records": len(rows),
+        "persons": len({p for _, p in rows}),
+        "clients": len({c for c, _ in rows}),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dataset", choices=["ru", "hist", "fake"])
-    ap.add_argument("--clients", type=int, default=100_000)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--train", action="store_true", help="(ru) retrain the repo artefact")
-    ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--lower", type=float, default=None)
-    ap.add_argument("--upper", type=float, default=None)
-    ap.add_argument(
-        "--incremental",
-        action="store_true",
-        help="resolve 90%% of records, then all with the first xref as existing",
+    from assets.identity import DEFAULT_MODEL_PATH, pairwise_scores
+    from assets.identity.assets import MIN_PRECISION, MIN_RECALL
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20_000, help="persons scored")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument(
+        "--training-clients",
+        type=int,
+        help="persons the model was trained on (default: read from the model's trained_on)",
     )
-    ap.add_argument("--charts", type=Path, default=None, help="write splink HTML charts here")
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "identity")
-    args = ap.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    parser.add_argument("--training-seed", type=int, help="(default: from the model)")
+    add_results_argument(parser)
+    args = parser.parse_args()
+    started_at = datetime.now(UTC)
 
-    t0 = time.perf_counter()
-    if args.dataset == "ru":
-        records, truth = generated(args.clients, args.seed, args.workdir)
-        profile, model = "ru", args.model or DEFAULT_MODEL_PATH
-    else:
-        records, truth = hist_records() if args.dataset == "hist" else fake_records()
-        profile = "hist"
-        model = args.model or args.workdir / f"person_model_{args.dataset}.json"
-    load_s = time.perf_counter() - t0
+    trained = training_data(args.model)
+    training_clients = args.training_clients or (trained[0] if trained else None)
+    training_seed = (
+        args.training_seed if args.training_seed is not None else (trained[1] if trained else None)
+    )
+    v = Verification()
+    known = v.check(
+        "the model's training data is known (clients, seed)",
+        training_clients is not None and training_seed is not None,
+        {"clients": training_clients, "seed": training_seed, "model": str(args.model)},
+    )
+    if not known:
+        raise SystemExit("the model does not say what it was trained on: give --training-*")
+    v.check(
+        "the seed differs from the training seed",
+        args.seed != training_seed,
+        {"seed": args.seed, "training_seed": training_seed},
+    )
+    generated = training_clients + args.clients
 
-    train_s = None
-    if args.train or args.dataset != "ru":
-        t1 = time.perf_counter()
-        train(records, model, profile=profile)
-        train_s = time.perf_counter() - t1
+    with tempfile.TemporaryDirectory(prefix="cc-bench-identity-") as tmp:
+        landing = Path(tmp) / "landing"
+        generation = generate_feeds(landing, clients=generated, seed=args.seed)
+        truth = read_truth(landing)
+        with scratch_database() as url:
+            pg_version = server_version(url)
+            preparation = stage(url, landing)
+            step, seconds, memory = run_measured(
+                resolve_step, url, landing, training_clients, args.model
+            )
 
-    from assets.identity import DEFAULT_THRESHOLDS
+    scored = {truth[k] for k in step["input_keys"]}
+    v.check(
+        "the generator wrote every scored person",
+        len(scored) == args.clients,
+        {"persons": len(scored), "asked": args.clients},
+    )
+    v.check(
+        "every scored person is outside the training range",
+        min(person_index(p) for p in scored) >= training_clients,
+        {"first": min(scored), "training_persons": f"P0-P{training_clients - 1}"},
+    )
+    keys = [(s, r) for s, r, _ in step["xref"]]
+    v.equal("every input record got exactly one client", sorted(keys), step["input_keys"])
+    mine = pair_scores(step["xref"], truth)
+    import pandas as pd
 
-    # the English sets are far noisier than the Russian feeds: a lower merge threshold
-    default_upper = DEFAULT_THRESHOLDS[1] if args.dataset == "ru" else 0.9
-    thresholds = (args.lower or DEFAULT_THRESHOLDS[0], args.upper or default_upper)
-    result: dict = {
-        "dataset": args.dataset,
-        "records": len(records),
-        "load_s": load_s,
-        "train_s": train_s,
-        "thresholds": thresholds,
+    theirs = pairwise_scores(
+        pd.DataFrame(step["xref"], columns=["source", "source_record_id", "client_id"]),
+        pd.DataFrame(
+            [(s, r, p) for (s, r), p in truth.items()],
+            columns=["source", "source_record_id", "person_id"],
+        ),
+    )
+    v.equal(
+        "pair counts computed here = the product's pairwise_scores",
+        [mine["tp"], mine["fp"], mine["fn"], mine["records"]],
+        [int(theirs["tp"]), int(theirs["fp"]), int(theirs["fn"]), int(theirs["records"])],
+    )
+    v.check(
+        f"precision >= {MIN_PRECISION}",
+        mine["precision"] >= MIN_PRECISION,
+        round(mine["precision"], 6),
+    )
+    v.check(f"recall >= {MIN_RECALL}", mine["recall"] >= MIN_RECALL, round(mine["recall"], 6))
+
+    resolve_s = step["timings"].get("total_s")
+    figures = {
+        "records": step["records"],
+        "persons": mine["persons"],
+        "clients": mine["clients"],
+        "precision": round(mine["precision"], 6),
+        "recall": round(mine["recall"], 6),
+        "f1": round(mine["f1"], 6),
+        "tp": mine["tp"],
+        "fp": mine["fp"],
+        "fn": mine["fn"],
+        "read_seconds": round(step["read_s"], 2),
+        "resolve_seconds": resolve_s,
+        "step_seconds": round(seconds, 2),
+        "timings": step["timings"],
+        "stats": step["stats"],
+        "thresholds": step["thresholds"],
+        "staged_records": step["staged_records"],
+        "staged_records_without_truth": step["records_without_truth"],
+        "memory": {
+            "what": "the measured step only (read the staged records, resolve) in a fresh "
+            "process, imports included; DuckDB runs in it (StepMemory, benchmarks/common.py)",
+            **memory.__dict__,
+        },
+        "preparation": preparation,
+        "generation": {k: generation[k] for k in ("seconds", "bad_rows", "sources")},
     }
-    if args.incremental:
-        first = records.sample(frac=0.9, random_state=1).sort_index()
-        r1 = resolve(first, model, thresholds=thresholds)
-        r2 = resolve(records, model, existing=r1.xref, thresholds=thresholds)
-        kept = r1.xref.merge(r2.xref, on=["source", "source_record_id"], suffixes=("_1", "_2"))
-        result["first_run"] = {"timings": r1.timings, "stats": r1.stats}
-        result["ids_kept_share"] = float((kept["client_id_1"] == kept["client_id_2"]).mean())
-        res = r2
-    else:
-        res = resolve(records, model, thresholds=thresholds, keep_linker=bool(args.charts))
-    result.update(pairwise_scores(res.xref, truth))
-    result["timings"] = res.timings
-    result["stats"] = res.stats
-    result["peak_rss_mib"] = peak_rss_mib()
-    if args.charts:
-        result["charts"] = [str(p) for p in write_charts(res.linker, args.charts, res)]
-    print(json.dumps(result, default=str))
+    parameters = {
+        "clients": args.clients,
+        "seed": args.seed,
+        "generated_clients": generated,
+        "scored_persons": f"P{training_clients:09d}-P{generated - 1:09d}",
+        "model": str(args.model.resolve().relative_to(Path.cwd().resolve()))
+        if args.model.resolve().is_relative_to(Path.cwd().resolve())
+        else str(args.model),
+        "model_trained_on": {
+            "clients": training_clients,
+            "seed": training_seed,
+            "records": trained[2] if trained else None,
+        },
+        "feeds": "generated into a fresh temporary folder",
+    }
+    path = write_result(
+        "identity",
+        str(args.clients),
+        parameters,
+        figures,
+        v,
+        pg_version=pg_version,
+        started_at=started_at,
+        results_dir=args.results_dir,
+    )
+    print(json.dumps(figures, indent=2, default=str))
+    finish(path, v)
 
 
 if __name__ == "__main__":
