@@ -213,8 +213,9 @@ def run_measured(fn: Callable, *args, pg_url: str | None = None) -> tuple[Any, f
 
 def generate_feeds(out: Path, **config) -> dict:
     """The generator's feeds, written by a child process (its memory is never measured)."""
-    value, seconds, _ = run_measured(_generate, out, config)
+    value, seconds, memory = run_measured(_generate, out, config)
     value["seconds"] = round(seconds, 2)
+    value["peak_rss_mib"] = memory.self_hwm_mib
     return value
 
 

@@ -374,7 +374,7 @@ def main() -> None:
             },
             "preparation": preparation,
             "generation": (
-                {k: generation[k] for k in ("seconds", "bad_rows", "sources")}
+                {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
                 if generation
                 else None
             ),

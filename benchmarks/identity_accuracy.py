@@ -263,7 +263,9 @@ def main() -> None:
             **memory.__dict__,
         },
         "preparation": preparation,
-        "generation": {k: generation[k] for k in ("seconds", "bad_rows", "sources")},
+        "generation": {
+            k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")
+        },
     }
     parameters = {
         "clients": args.clients,

@@ -240,7 +240,9 @@ def main() -> None:
             "pg_backend_vmhwm_mib": loaded["backend_peak_mib"],
         },
         "generation": (
-            {k: generation[k] for k in ("seconds", "bad_rows", "sources")} if generation else None
+            {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
+            if generation
+            else None
         ),
         "per_batch": batches,
     }

@@ -202,7 +202,9 @@ def main() -> None:
             "runs": memories,
         },
         "generation": (
-            {k: generation[k] for k in ("seconds", "bad_rows", "sources")} if generation else None
+            {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
+            if generation
+            else None
         ),
     }
     parameters = {
