@@ -27,8 +27,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## load-throughput benchmark (see README); CLIENTS=100000 by default
+bench: $(STAMP)  ## every benchmark (each checks its result, writes benchmarks/results/), then the README tables; CLIENTS=100000, IDENTITY_CLIENTS=20000 by default
 	$(BIN)/python -m benchmarks.load_throughput --clients $${CLIENTS:-100000}
+	$(BIN)/python -m benchmarks.validation_time --clients $${CLIENTS:-100000} --runs 2
+	$(BIN)/python -m benchmarks.derivation --clients $${CLIENTS:-100000}
+	$(BIN)/python -m benchmarks.identity_accuracy --clients $${IDENTITY_CLIENTS:-20000}
+	$(BIN)/python -m benchmarks.report
 
 ui: $(STAMP)
 	$(BIN)/consent-center ui
