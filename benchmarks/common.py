@@ -239,7 +239,23 @@ class Verification:
         return bool(passed)
 
     def equal(self, name: str, got: Any, expected: Any) -> bool:
-        return self.check(name, got == expected, {"got": got, "expected": expected})
+        """got == expected; long lists are recorded by length and first differences only."""
+        if (
+            isinstance(got, list)
+            and isinstance(expected, list)
+            and max(len(got), len(expected)) > 20
+        ):
+            differ = [i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b]
+            detail = {
+                "got_items": len(got),
+                "expected_items": len(expected),
+                "first_differences": [
+                    {"index": i, "got": got[i], "expected": expected[i]} for i in differ[:5]
+                ],
+            }
+        else:
+            detail = {"got": got, "expected": expected}
+        return self.check(name, got == expected, detail)
 
     @property
     def passed(self) -> bool:
