@@ -15,10 +15,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipelines.settings import PROJECT_ROOT, load_settings
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - a typer that uses click itself
+    from click import exceptions as click_errors
 
 app = typer.Typer(
     help="consent-center: may we contact this person now, and why.",
@@ -471,13 +477,49 @@ def main() -> None:
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
     try:
-        app(standalone_mode=True)
+        # not standalone: click's usage errors come back here, to be printed as one line
+        # (standalone, typer draws them in a five-line box)
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as error:
+        # `consent-center` alone: the help, as before (it is not an error message)
+        error.show()
+        sys.exit(error.exit_code)
+    except click_errors.UsageError as error:
+        sys.exit(_usage_error(error))
+    except click_errors.ClickException as error:
+        err_console.print(
+            f"[bold red]error:[/] {escape(_one_line(error.format_message()))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        err_console.print("[bold red]error:[/] aborted", highlight=False)
+        sys.exit(1)
     except (CommandError, OSError, ValueError, RuntimeError) as error:
         if os.environ.get("CONSENT_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         err_console.print(f"[bold red]error:[/] {message}", highlight=False)
         sys.exit(1)
+    # a command's typer.Exit(code) comes back as its code; a command that returns, as None
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _usage_error(error: click_errors.UsageError) -> int:
+    """A usage error (missing or unknown option, bad value, unknown command): one line, exit 2."""
+    where = error.ctx.command_path if error.ctx is not None else "consent-center"
+    err_console.print(
+        f"[bold red]error:[/] {escape(_one_line(error.format_message()))} "
+        f"(see '{escape(where)} --help')",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return error.exit_code
 
 
 if __name__ == "__main__":
