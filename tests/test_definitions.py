@@ -35,7 +35,15 @@ def test_raw_assets_feed_the_dbt_staging_models_in_one_graph():
     for source in ("crm", "web", "helpdesk", "partner", "catalog"):
         job = defs.resolve_job_def(f"ingest_{source}")
         assert job.partitions_def is not None and job.partitions_def.name == f"{source}_batches"
-    assert defs.resolve_job_def("transform") is not None
+    transform = defs.resolve_job_def("transform")
+    assert transform.name == "transform"
+    built = transform.asset_layer.executable_asset_keys
+    # the transform job builds the golden tables and the reports, not the raw loads
+    assert {
+        AssetKey(["consent", "golden_consent"]),
+        AssetKey(["consent", "report_revocation_deadlines"]),
+    } <= built
+    assert AssetKey(["raw", "crm_clients"]) not in built
 
 
 def test_sensor_turns_new_complete_batches_into_partitions_and_runs(examples, database_url):

@@ -346,7 +346,8 @@ def test_the_code_location_carries_the_digest_and_the_failure_alert():
     sensor = defs.resolve_sensor_def("run_failure_alert")
     assert sensor.default_status.value == "RUNNING"
     key = AssetKey(["reports", "email_digest"])
-    assert defs.resolve_assets_def(key) is not None
+    digest = defs.resolve_assets_def(key)
+    assert key in digest.keys
     graph = defs.resolve_asset_graph()
     assert AssetKey(["consent", "report_revocation_deadlines"]) in graph.get(key).parent_keys
     transform = defs.resolve_job_def("transform")

@@ -33,6 +33,15 @@ def published(server_url, tmp_path_factory):
                 "values (%s, %s, %s)",
                 XREF,
             )
+            # identity resolution is not run here: the golden clients are written as it would
+            cur.executemany(
+                "insert into consent.golden_client (client_id, last_name, first_name, birth_date,"
+                " source_record_count) values (%s, %s, %s, %s, %s)",
+                [
+                    ("C-MARIA", "Соколова", "Мария", "1988-11-02", 4),
+                    ("C-VIKTOR", "Ким", "Виктор", "1975-04-19", 3),
+                ],
+            )
         run_dbt(url, "run", "--select", "intermediate", "marts")
         with psycopg.connect(url, autocommit=True) as conn:
             yield {"url": url, "conn": conn, "landing": landing}
@@ -74,7 +83,10 @@ def test_analysts_never_see_personal_data_and_marketing_sees_only_its_tables(pub
     apply_grants(conn)  # re-applying after a rebuild is safe
     with conn.transaction():
         conn.execute("set local role consent_analyst")
-        assert conn.execute("select count(client_id) from consent.golden_client").fetchone()
+        # two golden clients in the worked example, their ids readable (not their names)
+        assert conn.execute(
+            "select count(client_id), sum(source_record_count) from consent.golden_client"
+        ).fetchone() == (2, 7)
         assert conn.execute("select count(*) from consent.consent_history").fetchone()[0] > 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute("select last_name from consent.golden_client")

@@ -89,6 +89,13 @@ def reports(server_url, tmp_path_factory):
     web.mkdir()
     (web / "events.jsonl").write_text("\n".join(events) + "\n", encoding="utf-8")
     (web / "_SUCCESS").touch()
+    # a web grant whose text hash is not the catalog's: not counted, a wording_mismatch conflict
+    forged = json.loads(_email_consent("WM-1", "ACC-703", datetime(2024, 6, 1, 9, 30)))
+    forged["consents"][0]["wording_sha256"] = "0" * 64
+    forged_batch = landing / "web" / "2024-06-04"
+    forged_batch.mkdir()
+    (forged_batch / "events.jsonl").write_text(json.dumps(forged) + "\n", encoding="utf-8")
+    (forged_batch / "_SUCCESS").touch()
     with fresh_database(server_url) as url:
         load_and_stage(url, landing)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -147,13 +154,16 @@ def test_each_request_says_whether_it_was_applied_in_time(reports):
 
 
 def test_grants_with_a_wording_that_does_not_match_are_reported_as_conflicts(reports):
-    # the worked example has none; a clean catalog yields an empty report, not an error
-    assert (
-        reports.execute(
-            "select count(*) from consent.report_conflicts where conflict_type = 'wording_mismatch'"
-        ).fetchone()[0]
-        == 0
-    )
+    # the worked example's grants all match the catalog; the forged web grant WM-1 does not
+    rows = reports.execute(
+        "select client_id, source_records, event_ids from consent.report_conflicts "
+        "where conflict_type = 'wording_mismatch'"
+    ).fetchall()
+    assert rows == [("C-ACC-703", ["web:ACC-703"], ["web:WM-1#0"])]
+    # and the grant it names is not counted
+    assert reports.execute(
+        "select is_counted, doubt_reason from consent.consent_event where event_id = 'web:WM-1#0'"
+    ).fetchone() == (False, "wording_hash_mismatch")
 
 
 def test_consents_expiring_soon_and_just_expired_are_reported_with_their_source(reports):
