@@ -71,3 +71,35 @@ def test_sensor_turns_new_complete_batches_into_partitions_and_runs(examples, da
             instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
         again = landing_zone_sensor(context)
         assert not getattr(again, "run_requests", None)
+
+
+def test_the_daily_transform_schedule_runs_the_transform_job_at_four_moscow_time():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from dagster import build_schedule_context
+
+    schedule = defs.resolve_schedule_def("daily_transform")
+    assert schedule.job_name == "transform"
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 4 * * *", "Europe/Moscow")
+    assert schedule.default_status.value == "RUNNING"
+    # the next ticks after 2024-06-10 12:00 Moscow: 04:00 each following day, Moscow time
+    moscow = ZoneInfo("Europe/Moscow")
+    # Dagster's own cron iterator (what its daemon ticks by), from 2024-06-10 12:00 Moscow
+    from dagster._utils.schedules import cron_string_iterator
+
+    ticks = cron_string_iterator(
+        datetime(2024, 6, 10, 12, 0, tzinfo=moscow).timestamp(),
+        schedule.cron_schedule,
+        schedule.execution_timezone,
+    )
+    first, second = next(ticks), next(ticks)
+    assert first == datetime(2024, 6, 11, 4, 0, tzinfo=moscow)
+    assert second == datetime(2024, 6, 12, 4, 0, tzinfo=moscow)
+    # evaluated as the daemon would at 04:00: one run request, for the transform job
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(instance=instance, scheduled_execution_time=first)
+        requests = schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1
+    (request,) = requests
+    assert request.job_name in (None, "transform")  # None: the schedule's own job
