@@ -38,10 +38,15 @@ def email_digest(
     settings = smtp_settings_from_env()
     near_days = settings.near_days if settings is not None else near_days_from_env()
     with consent_center.connect() as conn:
-        digest = build_digest(conn, near_days)
+        digest = build_digest(conn, near_days, as_of=consent_center.as_of())
     day = digest.day.isoformat()
     last_sent = _last_sent_day(context)
-    metadata = {"day": day, **digest.counts(), "subject": digest_subject(digest)}
+    metadata = {
+        "day": day,
+        "as_of": digest.as_of.isoformat(),
+        **digest.counts(),
+        "subject": digest_subject(digest),
+    }
     if settings is None:
         context.log.info(f"SMTP not configured (CONSENT_SMTP_HOST unset), not sent: {metadata}")
         return MaterializeResult(metadata={"sent": False, "last_sent_day": last_sent, **metadata})

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, AssetMaterialization, Output
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import (
     DagsterDbtProjectPreparer,
@@ -18,8 +18,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from pipelines.dbt_cli import with_as_of
 from pipelines.resources import ConsentCenterResource
-from pipelines.settings import DBT_PROJECT_DIR, dbt_executable
+from pipelines.settings import DBT_PROJECT_DIR, as_of_text, dbt_executable
 
 
 class DbtBesidePythonPreparer(DagsterDbtProjectPreparer):
@@ -92,8 +93,14 @@ class ConsentDbtTranslator(DagsterDbtTranslator):
 
 
 def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, consent_center):
+    """`dbt build` at the run's instant (the var `as_of`), which every model's metadata shows."""
     consent_center.export_dbt_env()
-    yield from dbt.cli(["build"], context=context).stream()
+    as_of = consent_center.as_of()
+    context.log.info(f"dbt build as of {as_of_text(as_of)}")
+    for event in dbt.cli(with_as_of(["build"], as_of), context=context).stream():
+        if isinstance(event, Output | AssetMaterialization):
+            event = event.with_metadata({**event.metadata, "as_of": as_of_text(as_of)})
+        yield event
 
 
 # Two dbt steps with Python in between: staging feeds identity resolution (splink) and form

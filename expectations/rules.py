@@ -34,6 +34,10 @@ GRANT_REJECT = "case when {cond} then 'reject' else 'warn' end"
 # the Moscow calendar date of an instant (catalog ranges are inclusive Moscow dates)
 MSK_DATE = "(({col}) at time zone 'Europe/Moscow')::date"
 
+# the run's instant (dbt var `as_of`: CONSENT_NOW, else the real now), as the last staging build
+# recorded it: "in the future" means after it, never after the database's now()
+AS_OF = "(select as_of from staging.stg_run__as_of)"
+
 CURRENT_TYPES = (
     "select consent_code from staging.stg_catalog__consent_types where is_current_snapshot"
 )
@@ -118,7 +122,7 @@ def _birth_date(model: str, source: str, at: str, record_id: str = "t.source_rec
         record_id=record_id,
         where=(
             f"t.birth_date is not null and (t.birth_date < date '1900-01-01' or "
-            f"t.birth_date > coalesce({MSK_DATE.format(col=at)}, current_date)"
+            f"t.birth_date > coalesce({MSK_DATE.format(col=at)}, {MSK_DATE.format(col=AS_OF)})"
             " - interval '14 years')"
         ),
     )
@@ -134,7 +138,7 @@ def _future(model, source, field, severity, record_id, from_="{batch} as t", col
         severity=severity,
         record_id=record_id,
         from_=from_,
-        where=f"{col or 't.' + field} > now()",
+        where=f"{col or 't.' + field} > {AS_OF}",
     )
 
 

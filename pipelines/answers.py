@@ -10,12 +10,12 @@ import csv
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
 
-MOSCOW = ZoneInfo("Europe/Moscow")
+from pipelines.settings import MOSCOW, consent_now
+
 PURPOSES = ("processing", "storage", "third_party_transfer", "marketing", "analytics")
 CHANNELS = ("call", "sms", "email", "messenger", "push", "post")
 SOURCES = ("crm", "web", "helpdesk", "partner")
@@ -26,9 +26,14 @@ class AnswerError(ValueError):
 
 
 def parse_instant(text: str | None) -> datetime:
-    """ISO 8601; an instant without a zone is Moscow time (DESIGN section 5). None: now."""
+    """ISO 8601; an instant without a zone is Moscow time (DESIGN section 5).
+
+    None: the product's now, CONSENT_NOW when it is set, else the real now. The stored function
+    consent.consent_status_at answers at the instant it is given: consent_history holds every
+    interval, so the answer at any instant does not depend on the instant of the last build.
+    """
     if not text:
-        return datetime.now(MOSCOW)
+        return consent_now()
     try:
         value = datetime.fromisoformat(text)
     except ValueError as error:

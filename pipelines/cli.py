@@ -152,6 +152,7 @@ def _run_and_summarise(settings) -> None:
     table.add_row("rows loaded", f"{summary.rows_loaded:,}")
     table.add_row("rows rejected", f"{summary.rows_rejected:,} (see consent.dq_rejections)")
     table.add_row("transform", "ok" if summary.transform_ok else "FAILED")
+    table.add_row("as of", f"{summary.as_of} (CONSENT_NOW, else the real now)")
     table.add_row("duration", f"{summary.seconds:.1f} s")
     table.add_row("run log", str(summary.log_file))
     # issue 6: where the data-quality reports are (built by quality/form_validation)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from datetime import datetime
+
+import yaml
 
 from pipelines.database import libpq_params
-from pipelines.settings import DBT_PROJECT_DIR, dbt_executable
+from pipelines.settings import DBT_PROJECT_DIR, as_of_text, consent_now, dbt_executable
 
 # dbt's sessions check every few seconds that dbt is still there: a query of a killed run
 # (its dbt died with it, pipelines/dbt_child.py) is then cancelled instead of running on
@@ -26,10 +30,27 @@ def dbt_env(url: str) -> dict[str, str]:
     return {**os.environ, **dbt_profile_env(url)}
 
 
-def run_dbt(url: str, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    """`dbt <args>` in the project; raises RuntimeError with dbt's output tail on failure."""
+def with_as_of(args: list[str] | tuple[str, ...], as_of: datetime) -> list[str]:
+    """dbt arguments with the var `as_of` set (merged into a --vars already given, which wins)."""
+    args = list(args)
+    if "--vars" in args:
+        at = args.index("--vars")
+        given = yaml.safe_load(args[at + 1]) or {}
+        args[at + 1] = json.dumps({"as_of": as_of_text(as_of), **given})
+        return args
+    return [*args, "--vars", json.dumps({"as_of": as_of_text(as_of)})]
+
+
+def run_dbt(
+    url: str, *args: str, timeout: int = 1800, as_of: datetime | None = None
+) -> subprocess.CompletedProcess:
+    """`dbt <args>` in the project; raises RuntimeError with dbt's output tail on failure.
+
+    Always at an instant: the dbt var `as_of` is `as_of`, else CONSENT_NOW, else the real now
+    (a `--vars` among `args` that sets as_of itself wins).
+    """
     done = subprocess.run(
-        [dbt_executable(), *args, "--profiles-dir", "."],
+        [dbt_executable(), *with_as_of(args, as_of or consent_now()), "--profiles-dir", "."],
         cwd=DBT_PROJECT_DIR,
         env=dbt_env(url),
         capture_output=True,

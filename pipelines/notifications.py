@@ -18,6 +18,8 @@ from email.utils import formatdate, make_msgid
 
 import psycopg
 
+from pipelines.settings import MOSCOW, consent_now
+
 SMTP_TIMEOUT_SECONDS = 30
 DEFAULT_SENDER = "consent-center@localhost"
 DEFAULT_NEAR_DAYS = 3
@@ -213,13 +215,16 @@ def build_digest(
     near_days: int,
     expiring_days: int | None = None,
     limit: int = LIST_LIMIT,
+    as_of: datetime | None = None,
 ) -> Digest:
     """Counts and a bounded list, computed in the database from the two report tables.
 
+    At `as_of`, else CONSENT_NOW, else the real now; its Moscow date is the digest's day.
     A report table that does not exist yet (nothing built) reads as empty and is named in
     `missing_tables`.
     """
-    as_of, day = conn.execute("select now(), (now() at time zone 'Europe/Moscow')::date").fetchone()
+    as_of = (as_of or consent_now()).astimezone(MOSCOW)
+    day = as_of.date()
     params = {"now": as_of, "near": near_days, "days": expiring_days, "limit": limit}
     missing = tuple(t for t in (EXPIRING_TABLE, DEADLINES_TABLE) if not _table_exists(conn, t))
 
@@ -376,10 +381,11 @@ def send_digest(
     settings: SmtpSettings,
     near_days: int | None = None,
     expiring_days: int | None = None,
+    as_of: datetime | None = None,
 ) -> dict[str, int | str]:
     """Build, render and send the digest; returns what was sent (counts, recipients, subject)."""
     digest = build_digest(
-        conn, settings.near_days if near_days is None else near_days, expiring_days
+        conn, settings.near_days if near_days is None else near_days, expiring_days, as_of=as_of
     )
     message = render_digest(digest)
     send_email(settings, message)

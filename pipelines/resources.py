@@ -23,23 +23,41 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
-from dagster import ConfigurableResource, Executor, executor, in_process_executor
+from dagster import (
+    ConfigurableResource,
+    Executor,
+    InitResourceContext,
+    executor,
+    in_process_executor,
+)
+from pydantic import PrivateAttr
 
 from pipelines.database import database_url
 from pipelines.dbt_cli import dbt_profile_env
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import Settings, load_settings, parse_clock
 
 
 class ConsentCenterResource(ConfigurableResource):
-    """The project's local state and database; fields left empty fall back to the environment."""
+    """The project's local state and database; fields left empty fall back to the environment.
+
+    `now` pins the run's instant like CONSENT_NOW does (an ISO 8601 instant, naive = Moscow);
+    empty, CONSENT_NOW applies, else the real now. A run takes its instant once, when the
+    resource is set up for it, so every step of the run computes "current" at the same one.
+    """
 
     home: str | None = None
     landing_dir: str | None = None
     database_url: str | None = None
+    now: str | None = None
+    _as_of: datetime | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._as_of = self.settings().now()
 
     def settings(self) -> Settings:
         base = load_settings()
@@ -49,9 +67,18 @@ class ConsentCenterResource(ConfigurableResource):
             if self.landing_dir
             else (base.landing_dir if not self.home else home / "landing")
         )
-        return Settings(
-            home=home, landing_dir=landing, database_url=self.database_url or base.database_url
+        clock = parse_clock(self.now, "consent_center.now") if self.now else base.clock
+        return replace(
+            base,
+            home=home,
+            landing_dir=landing,
+            database_url=self.database_url or base.database_url,
+            clock=clock,
         )
+
+    def as_of(self) -> datetime:
+        """The run's instant: fixed when the run set this resource up, else read now."""
+        return self._as_of or self.settings().now()
 
     def url(self) -> str:
         return database_url(self.settings())

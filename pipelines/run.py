@@ -4,6 +4,10 @@ Each batch is loaded by its partitioned ingestion job and then one `transform` r
 rest, all recorded in the Dagster instance under CONSENT_HOME, so runs started here show up in
 the UI's history exactly like runs started there. The whole of it holds the run lock
 (pipelines.resources.run_lock): beside a run in progress it does not start.
+
+The run takes its instant once, at its start (CONSENT_NOW, else the real now), and hands it to
+every job as CONSENT_NOW: golden_consent, the reports and the digest all state the same instant,
+which the summary shows (`as_of`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import psycopg
 
 from pipelines.database import database_url
 from pipelines.resources import run_lock
-from pipelines.settings import Settings
+from pipelines.settings import CLOCK_ENV, Settings, as_of_text
 from sources.landing import Batch, all_complete_batches
 from sources.schema import ensure_schema
 
@@ -37,6 +41,7 @@ class RunSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     log_file: str | None = None
+    as_of: str | None = None  # the instant the run computed "current" at (ISO 8601)
 
     @property
     def ok(self) -> bool:
@@ -44,7 +49,7 @@ class RunSummary:
 
 
 @contextlib.contextmanager
-def exported_settings(settings: Settings, url: str) -> Iterator[None]:
+def exported_settings(settings: Settings, url: str, as_of: str | None = None) -> Iterator[None]:
     """Jobs run in this process read their resources from the environment: point it at ours
     for the duration of the run, then put the caller's environment back."""
     values = {
@@ -53,6 +58,8 @@ def exported_settings(settings: Settings, url: str) -> Iterator[None]:
         "CONSENT_DATABASE_URL": None if settings.uses_embedded_server else url,
         "DAGSTER_HOME": str(settings.dagster_home),
     }
+    if as_of is not None:
+        values[CLOCK_ENV] = as_of
     previous = {key: os.environ.get(key) for key in values}
     try:
         _set_environment(values)
@@ -121,13 +128,15 @@ def run_pipeline(
     """
     started = time.perf_counter()
     url = database_url(settings)
-    with run_lock(url, "consent-center run"), exported_settings(settings, url):
+    # one instant for the whole run, every job included
+    as_of = as_of_text(settings.now())
+    with run_lock(url, "consent-center run"), exported_settings(settings, url, as_of):
         prepare_dagster_home(settings)
-        return _run_pipeline(settings, url, started, on_step, on_total)
+        return _run_pipeline(settings, url, started, on_step, on_total, as_of)
 
 
-def _run_pipeline(settings, url, started, on_step, on_total) -> RunSummary:
-    summary = RunSummary()
+def _run_pipeline(settings, url, started, on_step, on_total, as_of: str) -> RunSummary:
+    summary = RunSummary(as_of=as_of)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         pending = pending_batches(conn, settings)

@@ -2,6 +2,11 @@
 
 Every entry point (CLI, Dagster code location, tests) reads paths through this module so that
 `CONSENT_HOME`, `CONSENT_LANDING_DIR` and `CONSENT_DATABASE_URL` mean the same thing everywhere.
+
+The clock is here too: `CONSENT_NOW` (an ISO 8601 instant, naive = Moscow time; unset = the real
+now) is the instant at which every "current" answer is computed: golden_consent, the reports, the
+revocation deadline states, the digest, the validation's "in the future" rules and `can-contact`
+without --at. Audit timestamps (loaded_at, executed_at, ...) stay wall-clock facts.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import shutil
 import stat
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -23,6 +30,40 @@ EMBEDDED_SERVER_USER = "embedded_postgres"
 # Everything the project writes (CONSENT_HOME, reports, change-feed files, Data Docs, Dagster's
 # instance, logs) is for its owner only: files 0600, folders 0700.
 PRIVATE_UMASK = 0o077
+# an instant without a zone is Moscow time (DESIGN section 5)
+MOSCOW = ZoneInfo("Europe/Moscow")
+CLOCK_ENV = "CONSENT_NOW"
+
+
+class ClockError(ValueError):
+    """CONSENT_NOW (or another instant) is not an ISO 8601 date or timestamp; one line."""
+
+
+def parse_clock(text: str, what: str = CLOCK_ENV) -> datetime:
+    """An ISO 8601 instant (a date alone is its midnight); without a zone, Moscow time."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as error:
+        raise ClockError(
+            f"{what} {text!r} is not an ISO 8601 instant (e.g. 2026-03-01T00:00:00+03:00)"
+        ) from error
+    return value if value.tzinfo else value.replace(tzinfo=MOSCOW)
+
+
+def clock_from_env() -> datetime | None:
+    """The instant CONSENT_NOW pins, or None when it is unset (the real now applies)."""
+    text = os.environ.get(CLOCK_ENV, "").strip()
+    return parse_clock(text) if text else None
+
+
+def consent_now() -> datetime:
+    """The product's now: CONSENT_NOW when set, else the real now (in Moscow time)."""
+    return clock_from_env() or datetime.now(MOSCOW)
+
+
+def as_of_text(instant: datetime) -> str:
+    """The canonical form an instant travels in (dbt's var `as_of`, CONSENT_NOW of a run)."""
+    return instant.isoformat()
 
 
 def dbt_executable() -> str:
@@ -43,6 +84,12 @@ class Settings:
     home: Path
     landing_dir: Path
     database_url: str | None  # None: the embedded server under `home`
+    clock: datetime | None = None  # a pinned instant; None: CONSENT_NOW, else the real now
+
+    def now(self) -> datetime:
+        """The instant "current" answers are computed at: the pinned clock, else CONSENT_NOW,
+        else the real now."""
+        return self.clock or consent_now()
 
     @property
     def pgdata(self) -> Path:
@@ -106,8 +153,9 @@ def load_settings() -> Settings:
     """Read the environment now (not at import) so tests and the CLI can point elsewhere.
 
     Also makes this process's files private (make_private) and CONSENT_HOME 0700 if it exists
-    (created later, it is 0700 through the umask).
+    (created later, it is 0700 through the umask). A malformed CONSENT_NOW raises ClockError.
     """
+    clock = clock_from_env()
     make_private()
     home = Path(os.environ.get("CONSENT_HOME") or ".consent-center").expanduser().resolve()
     make_home_private(home)
@@ -117,4 +165,5 @@ def load_settings() -> Settings:
         home=home,
         landing_dir=landing_dir,
         database_url=os.environ.get("CONSENT_DATABASE_URL") or None,
+        clock=clock,
     )

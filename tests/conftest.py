@@ -13,13 +13,34 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from pipelines.database import create_database, ensure_embedded_server, stop_embedded_server
-from pipelines.settings import Settings
+from pipelines.settings import CLOCK_ENV, MOSCOW, Settings, consent_now
+
+# The clock. Every "current" answer of the product is computed at CONSENT_NOW (else the real
+# now), so the tests pin it: unless the environment sets CONSENT_NOW (e.g.
+# `CONSENT_NOW=2031-01-01T00:00:00+03:00 make test`), the whole session runs at TEST_CLOCK. Set
+# here, at import, so that module-level dates, session and module fixtures and every subprocess
+# (dbt, the CLI) see it. Tests are robust to any CONSENT_NOW: a test whose data is relative to
+# "now" reads `clock()`; a story on fixed-date data whose answers depend on the instant
+# (e.g. a consent that expires in 2027) pins its own, STORY_CLOCK, through run_dbt(as_of=...) or
+# monkeypatch.setenv(CONSENT_NOW, ...), overriding the environment's.
+TEST_CLOCK = "2026-06-01T12:00:00+03:00"
+if not os.environ.get(CLOCK_ENV, "").strip():
+    os.environ[CLOCK_ENV] = TEST_CLOCK
+# the instant of the stories on the worked example's fixed 2024-2025 data
+STORY_CLOCK = datetime(2026, 6, 1, 12, 0, tzinfo=MOSCOW)
+
+
+def clock() -> datetime:
+    """The instant this test session runs at (CONSENT_NOW), as the product reads it."""
+    return consent_now()
+
 
 # the worked example: a hand-written landing zone the tests own (see tests/fixtures/README.md)
 EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "landing"

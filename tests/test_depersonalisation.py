@@ -31,9 +31,10 @@ from pipelines.dbt_cli import run_dbt
 from pipelines.resources import ConsentCenterResource
 from sources.loader import load_batch
 from sources.phones import refresh_phone_numbers
-from tests.conftest import EXAMPLE_XREF, EXAMPLES, fresh_database, load_and_stage
+from tests.conftest import EXAMPLE_XREF, EXAMPLES, clock, fresh_database, load_and_stage
 
-NOW = datetime.now(MOSCOW).replace(microsecond=0, tzinfo=None)
+# "today" is the session's clock (CONSENT_NOW, tests/conftest.py): the instant dbt derives at
+NOW = clock().astimezone(MOSCOW).replace(microsecond=0, tzinfo=None)
 ADS_EMAIL_SHA = "59639e7932fa9971d0554bfca5ddfdd139f0b61a983c2702f30f4e38f5c503bb"
 
 
@@ -423,8 +424,8 @@ def test_a_consent_given_after_the_request_holds_while_it_lasts(story):
     zueva = story["report"]["C-ZUEVA"]
     assert zueva["hold_reason"] == "consent_after_request"
     assert zueva["hold_reference"] == "marketing/email"
-    # ads_email runs 36 months from the web form
-    ends = ZUEVA_CONSENT_AT.replace(year=ZUEVA_CONSENT_AT.year + 3)
+    # ads_email runs 36 months from the web form (from 29 February: to 28 February)
+    ends = _plus_years(ZUEVA_CONSENT_AT, 3)
     assert _moment(zueva["hold_until"]) == ends
 
 

@@ -32,7 +32,7 @@ from pipelines.notifications import (
     smtp_settings_from_env,
 )
 from pipelines.resources import ConsentCenterResource
-from tests.conftest import fresh_database
+from tests.conftest import clock, fresh_database
 
 PERSON = "Иванова Мария Петровна"
 PHONE = "+79161234567"
@@ -49,6 +49,9 @@ SMTP_VARIABLES = (
     "CONSENT_DIGEST_NEAR_DAYS",
 )
 
+# the report rows are dated relative to the session's clock (CONSENT_NOW, tests/conftest.py), the
+# instant the digest is built at; reports_url sets it in the session that writes them
+NOW = "current_setting('consent_test.now')::timestamptz"
 REPORT_TABLES = f"""
 create schema if not exists consent;
 create table consent.report_revocation_deadlines (
@@ -62,18 +65,18 @@ create table consent.report_expiring (
 
 insert into consent.report_revocation_deadlines
 select request_id, client_id, source, request_id, '{PERSON} {PHONE}: отзываю согласие',
-       now() + deadline - interval '14 days', (now() + deadline)::date,
-       now() + deadline, applied, state
+       {NOW} + deadline - interval '14 days', ({NOW} + deadline)::date,
+       {NOW} + deadline, applied, state
 from (values
-    ('HD-LATE',    'C-1',  'helpdesk', interval '-10 days', now() - interval '5 days', 'late'),
+    ('HD-LATE',    'C-1',  'helpdesk', interval '-10 days', {NOW} - interval '5 days', 'late'),
     ('HD-NEAR',    null,   'helpdesk', interval '2 days',   null::timestamptz,          'open'),
     ('WEB-FAR',    null,   'web',      interval '20 days',  null,                       'open'),
-    ('HD-ONTIME',  'C-2',  'helpdesk', interval '-30 days', now() - interval '40 days', 'on_time'),
+    ('HD-ONTIME',  'C-2',  'helpdesk', interval '-30 days', {NOW} - interval '40 days', 'on_time'),
     ('CRM-STALE',  null,   'crm',      interval '-1 day',   null,                       'open')
 ) as r(request_id, client_id, source, deadline, applied, state);
 
 insert into consent.report_expiring
-select client_id, purpose, channel, null, state, now() + due, 'crm', 'K-' || client_id,
+select client_id, purpose, channel, null, state, {NOW} + due, 'crm', 'K-' || client_id,
        'contract', 'D-1', '{PERSON}, {PHONE}', 'E-' || client_id
 from (values
     ('C-1', 'marketing', 'sms',   'expiring', interval '5 days'),
@@ -132,6 +135,7 @@ def smtp_configured(no_smtp, smtp_server, monkeypatch) -> Mailbox:
 def reports_url(server_url) -> Iterator[str]:
     with fresh_database(server_url) as url:
         with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("select set_config('consent_test.now', %s, false)", (clock().isoformat(),))
             conn.execute(REPORT_TABLES)
         yield url
 

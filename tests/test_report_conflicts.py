@@ -26,7 +26,14 @@ from pipelines.dbt_cli import run_dbt
 from sources.generator import GeneratorConfig, generate
 from sources.generator import truth as T
 from sources.generator.writers import HEADERS
-from tests.conftest import EXAMPLE_XREF, EXAMPLES, fresh_database, load_and_stage
+from tests.conftest import (
+    EXAMPLE_XREF,
+    EXAMPLES,
+    STORY_CLOCK,
+    clock,
+    fresh_database,
+    load_and_stage,
+)
 
 MSK = timezone(timedelta(hours=3))
 CONTRACT_HEADER = ",".join(HEADERS[("crm", "contracts.csv")])
@@ -181,7 +188,13 @@ def _story_landing(landing: Path) -> None:
     _batch(landing, "web", "2024-09-02", {"events.jsonl": "\n".join(events) + "\n"})
 
 
-def _build(url: str, landing: Path, xref: list[tuple[str, str, str]] | Path) -> None:
+def _build(
+    url: str,
+    landing: Path,
+    xref: list[tuple[str, str, str]] | Path,
+    as_of: datetime | None = None,
+) -> None:
+    """Load, stage and derive; the marts at `as_of` (default: the session's clock)."""
     load_and_stage(url, landing)
     with psycopg.connect(url, autocommit=True) as conn:
         write_calendar(conn, 2030)
@@ -198,7 +211,7 @@ def _build(url: str, landing: Path, xref: list[tuple[str, str, str]] | Path) -> 
                     "values (%s, %s, %s)",
                     xref,
                 )
-    run_dbt(url, "build", "--select", "intermediate", "marts")
+    run_dbt(url, "build", "--select", "intermediate", "marts", as_of=as_of)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +228,8 @@ def report(server_url, tmp_path_factory):
                 "insert into consent.identity_ambiguous_matches values "
                 "('crm', 'K-600', 'C-600A', 'helpdesk', 'HD-600', 'C-600B', 0.72, false)"
             )
-        _build(url, landing, XREF)
+        # the story's consents are of 2024 (web forms run 36 months): at a fixed instant
+        _build(url, landing, XREF, as_of=STORY_CLOCK)
         with psycopg.connect(url, autocommit=True) as conn:
             yield conn
 
@@ -477,7 +491,8 @@ def _expected_from_feeds(landing: Path):
         if not rules or {rule.code for rule in rules} - got:
             missing.add((who, r["contract_number"]))
 
-    now = datetime.now(MSK).replace(tzinfo=None)
+    # the instant the generated feeds were derived at (_build: the session's clock)
+    now = clock().astimezone(MSK).replace(tzinfo=None)
     unconfirmed = set()
     for who, f in facts.items():
         if who is None or who in erased:

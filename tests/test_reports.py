@@ -13,7 +13,7 @@ import pytest
 from assets.calendar import calendar_rows, write_calendar
 from pipelines.answers import MOSCOW
 from pipelines.dbt_cli import run_dbt
-from tests.conftest import EXAMPLES, fresh_database, load_and_stage
+from tests.conftest import EXAMPLES, clock, fresh_database, load_and_stage
 
 TICKET = (
     "{id},{received},revoke_consent,Ким В.,1975-04-19,8 903 555 00 11,,,KR-2024-0007,"
@@ -80,7 +80,8 @@ def reports(server_url, tmp_path_factory):
             handle.write(TICKET.format(id=ticket, received=received))
         (folder / "_SUCCESS").touch()
     # two e-mail consents (36-month term): one ends in 10 days, one ended 10 days ago
-    today = datetime.now(MOSCOW).replace(microsecond=0, tzinfo=None)
+    # today is the session's clock (CONSENT_NOW, tests/conftest.py), the instant dbt derives at
+    today = clock().astimezone(MOSCOW).replace(microsecond=0, tzinfo=None)
     events = [
         _email_consent("EXP-1", "ACC-701", _three_years_before(today + timedelta(days=10))),
         _email_consent("EXP-2", "ACC-702", _three_years_before(today - timedelta(days=10))),

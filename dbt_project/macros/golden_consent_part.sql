@@ -10,7 +10,7 @@
 with current_intervals as (
     select *
     from {{ ref('int_consent_history__half_' ~ half) }}
-    where valid_from <= now() and (valid_to is null or valid_to > now())
+    where valid_from <= {{ as_of() }} and (valid_to is null or valid_to > {{ as_of() }})
 ),
 
 supporting_grants as (
@@ -18,7 +18,7 @@ supporting_grants as (
            array_agg(event_id order by effective_at, event_id) as event_ids,
            max(ends_at) as valid_until
     from {{ key_events }}
-    where grants_only and effective_at <= now() and ends_at > now()
+    where grants_only and effective_at <= {{ as_of() }} and ends_at > {{ as_of() }}
     group by 1, 2, 3, 4
     union all
     select client_id, purpose, channel, partner_code,
@@ -28,12 +28,12 @@ supporting_grants as (
         select
             k.*,
             max(effective_at) filter (
-                where action in ('revoke', 'restrict') and effective_at <= now()
+                where action in ('revoke', 'restrict') and effective_at <= {{ as_of() }}
             ) over (partition by client_id, purpose, channel, partner_code) as revoked_at
         from {{ key_events }} k
         where grants_only is not true
     ) key_events
-    where action = 'grant' and effective_at <= now() and ends_at > now()
+    where action = 'grant' and effective_at <= {{ as_of() }} and ends_at > {{ as_of() }}
       and (revoked_at is null or effective_at > revoked_at)
     group by 1, 2, 3, 4
 )

@@ -1,6 +1,8 @@
 -- The current status per client x purpose x channel x partner: the consent_history interval
--- that contains now(), with every event that supports it (DESIGN section 6). Rebuilt on every
--- run (and nightly), so consents that expire by the clock move to `expired` without new data.
+-- that contains the run's instant, the dbt var `as_of` (CONSENT_NOW, else the real now when the
+-- run started; macros/as_of.sql), with every event that supports it (DESIGN section 6). Rebuilt on
+-- every run (and nightly), so consents that expire by the clock move to `expired` without new
+-- data.
 -- Built in two halves by client, one per consent_history half (int_golden_consent__half_0/1,
 -- each as soon as its history half is ready; macros/golden_consent_part.sql); this view is their
 -- union. A key lives in exactly one half, and each half has a unique index on the key (no index

@@ -77,7 +77,7 @@ holds as (
 
     select client_key, 'contract_retention', contract_number, closed_at, retention_ends_at
     from client_contracts
-    where closed_at is not null and retention_ends_at > now()
+    where closed_at is not null and retention_ends_at > {{ as_of() }}
 
     union all
 
@@ -120,7 +120,7 @@ deciding as (
 past_retention as (
     select client_key, max(retention_ends_at) as ended_at
     from client_contracts
-    where retention_ends_at <= now()
+    where retention_ends_at <= {{ as_of() }}
     group by client_key
 ),
 

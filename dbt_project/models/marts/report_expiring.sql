@@ -14,7 +14,7 @@ with expiring as (
         order by e.valid_until desc nulls first, e.event_id limit 1
     ) basis
     where g.status = 'granted'
-      and g.valid_until > now() and g.valid_until <= now() + interval '{{ days }} days'
+      and g.valid_until > {{ as_of() }} and g.valid_until <= {{ as_of() }} + interval '{{ days }} days'
 ),
 
 expired as (
@@ -22,7 +22,7 @@ expired as (
            h.valid_from, h.basis_event_id
     from {{ ref('consent_history') }} h
     where h.status = 'expired'
-      and h.valid_from <= now() and h.valid_from > now() - interval '{{ days }} days'
+      and h.valid_from <= {{ as_of() }} and h.valid_from > {{ as_of() }} - interval '{{ days }} days'
 )
 
 select

@@ -59,7 +59,7 @@ select
     deadline_at,
     effective_in_golden_at,
     case
-        when client_id is null and now() > deadline_at then 'late'
+        when client_id is null and {{ as_of() }} > deadline_at then 'late'
         when client_id is null then 'open'
         when effective_in_golden_at <= deadline_at then 'on_time'
         else 'late'

@@ -1,0 +1,47 @@
+{#-
+    as_of(): the instant of this run, as a timestamptz literal. Every "current" status, report
+    and deadline state is computed at it (golden_consent, report_expiring,
+    report_revocation_deadlines, report_depersonalisation), never at now().
+
+    It is the dbt var `as_of`, which the product always passes (CONSENT_NOW, else the real now
+    when the run started: pipelines/dbt_cli.py, assets/transform.py); a dbt run by hand without
+    it falls back to CONSENT_NOW, then to the moment this dbt invocation started. The value must
+    be an ISO 8601 instant (a date alone is its midnight; without a zone, Moscow time): anything
+    else is a compilation error. The literal is written from the parsed instant, never from the
+    text as given.
+-#}
+{% macro as_of() -%}
+    {%- set given = var('as_of', none) -%}
+    {%- if given is none or (given | string | trim) == '' -%}
+        {%- set given = env_var('CONSENT_NOW', '') -%}
+    {%- endif -%}
+    {%- if (given | string | trim) == '' -%}
+        {%- set instant = run_started_at -%}
+    {%- else -%}
+        {%- set instant = parse_as_of(given | string | trim) -%}
+    {%- endif -%}
+    ('{{ instant.isoformat() }}'::timestamptz)
+{%- endmacro %}
+
+{#- The instant an ISO 8601 text names (validated; naive = Europe/Moscow). -#}
+{% macro parse_as_of(text) -%}
+    {%- set iso = '^\\d{4}-?\\d{2}-?\\d{2}([T ]\\d{2}(:?\\d{2}(:?\\d{2}([.,]\\d{1,6})?)?)?)?(Z|[+-]\\d{2}(:?\\d{2})?)?$' -%}
+    {%- if not modules.re.match(iso, text) -%}
+        {{ exceptions.raise_compiler_error("var as_of " ~ (text | tojson) ~ " is not an ISO 8601 instant (e.g. 2026-03-01T00:00:00+03:00)") }}
+    {%- endif -%}
+    {#- the shape is right; the calendar (month 13, 30 February, hour 25) is checked here -#}
+    {%- set parts = modules.re.match('^(\\d{4})-?(\\d{2})-?(\\d{2})(?:[T ](\\d{2})(?::?(\\d{2})(?::?(\\d{2}))?)?)?', text).groups() -%}
+    {%- set year, month, day = parts[0] | int, parts[1] | int, parts[2] | int -%}
+    {%- set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 -%}
+    {%- set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] -%}
+    {%- if year < 1 or month < 1 or month > 12 or day < 1 or day > month_days[month - 1]
+          or (parts[3] or '0') | int > 23 or (parts[4] or '0') | int > 59
+          or (parts[5] or '0') | int > 59 -%}
+        {{ exceptions.raise_compiler_error("var as_of " ~ (text | tojson) ~ " is not a valid date and time") }}
+    {%- endif -%}
+    {%- set instant = modules.datetime.datetime.fromisoformat(text) -%}
+    {%- if instant.tzinfo is none -%}
+        {%- set instant = modules.pytz.timezone('Europe/Moscow').localize(instant) -%}
+    {%- endif -%}
+    {{ return(instant) }}
+{%- endmacro %}

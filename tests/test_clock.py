@@ -1,0 +1,177 @@
+"""The clock: CONSENT_NOW is the instant every "current" answer is computed at.
+
+Two whole `consent-center run`s of the worked example on the same data, minutes apart on
+either side of an expiry worked by hand from tests/fixtures/README.md: Maria's card contract
+(signed 2023-03-10 14:20 Moscow time) grants marketing calls for 36 months, so calls are
+allowed until 2026-03-10 14:20. `can-contact` without --at answers at CONSENT_NOW, whatever
+instant the golden table was last built at. A malformed CONSENT_NOW is one line and exit 1, and
+a malformed dbt var `as_of` is refused before any SQL is run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipelines.dbt_cli import run_dbt
+from pipelines.settings import MOSCOW, ClockError, load_settings, parse_clock
+from tests.conftest import EXAMPLES, fresh_database
+
+CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
+EXPIRES = datetime(2026, 3, 10, 14, 20, tzinfo=MOSCOW)  # Maria's ads_call, from the fixture
+BEFORE = "2026-03-10T14:00:00"  # naive: Moscow time
+AFTER = "2026-03-10T14:30:00+03:00"
+MARIA_CALL = (
+    "select g.status, g.valid_until from consent.golden_consent g "
+    "join consent.client_xref x on x.client_id = g.client_id "
+    "where x.source = 'crm' and x.source_record_id = 'K-3' "
+    "and g.purpose = 'marketing' and g.channel = 'call' and g.partner_code = ''"
+)
+
+
+def _cli(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CONSENT_CENTER, *args],
+        env={**os.environ, **env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _can_contact(env: dict[str, str], now: str) -> dict:
+    done = _cli(
+        "can-contact",
+        *("--source", "crm", "--record", "K-3", "--purpose", "marketing", "--channel", "call"),
+        "--json",
+        env={**env, "CONSENT_NOW": now},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def _latest_metadata(dagster_home: Path) -> dict[str, str]:
+    """The as_of of the last materialisation of golden_consent and of the digest."""
+    from dagster import AssetKey, DagsterInstance
+
+    found = {}
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for key in (("consent", "golden_consent"), ("reports", "email_digest")):
+            event = instance.get_latest_materialization_event(AssetKey(list(key)))
+            found["/".join(key)] = event.asset_materialization.metadata["as_of"].value
+    return found
+
+
+@pytest.fixture(scope="module")
+def runs(server_url, tmp_path_factory):
+    """Run at BEFORE, ask, run again at AFTER on the same data, ask: every observation kept."""
+    root = tmp_path_factory.mktemp("clock")
+    landing = root / "landing"
+    shutil.copytree(EXAMPLES, landing)
+    seen: dict = {}
+    with fresh_database(server_url) as url:
+        env = {
+            "CONSENT_DATABASE_URL": url,
+            "CONSENT_HOME": str(root / "home"),
+            "CONSENT_LANDING_DIR": str(landing),
+        }
+        seen["env"] = env
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name, now in (("before", BEFORE), ("after", AFTER)):
+                done = _cli("run", env={**env, "CONSENT_NOW": now}, timeout=900)
+                assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+                seen[f"{name}_stdout"] = done.stdout
+                seen[f"{name}_golden"] = conn.execute(MARIA_CALL).fetchone()
+                seen[f"{name}_staged_as_of"] = conn.execute(
+                    "select as_of from staging.stg_run__as_of"
+                ).fetchone()[0]
+                seen[f"{name}_metadata"] = _latest_metadata(root / "home" / "dagster")
+                seen[f"{name}_answers"] = {at: _can_contact(env, at) for at in (BEFORE, AFTER)}
+        yield seen
+
+
+def test_the_same_key_is_granted_before_its_expiry_and_expired_after_it(runs):
+    assert runs["before_golden"] == ("granted", EXPIRES)
+    status, valid_until = runs["after_golden"]
+    assert status == "expired" and valid_until is None
+
+
+def test_each_run_states_its_instant_in_the_summary_and_in_staging(runs):
+    assert runs["before_staged_as_of"] == datetime(2026, 3, 10, 14, 0, tzinfo=MOSCOW)
+    assert runs["after_staged_as_of"] == datetime(2026, 3, 10, 14, 30, tzinfo=MOSCOW)
+    assert "2026-03-10T14:00:00+03:00" in runs["before_stdout"]
+    assert "2026-03-10T14:30:00+03:00" in runs["after_stdout"]
+    # and in Dagster: the golden table's materialisation and the digest's
+    assert runs["before_metadata"] == dict.fromkeys(
+        ("consent/golden_consent", "reports/email_digest"), "2026-03-10T14:00:00+03:00"
+    )
+    assert runs["after_metadata"] == dict.fromkeys(
+        ("consent/golden_consent", "reports/email_digest"), "2026-03-10T14:30:00+03:00"
+    )
+
+
+def test_can_contact_without_at_answers_at_consent_now_whatever_the_last_build(runs):
+    for built in ("before", "after"):
+        answers = runs[f"{built}_answers"]
+        early, late = answers[BEFORE], answers[AFTER]
+        assert (early["allowed"], early["status"]) == (True, "granted")
+        assert early["at"] == "2026-03-10T14:00:00+03:00"
+        assert early["valid_to"] == EXPIRES.isoformat()
+        assert (late["allowed"], late["status"]) == (False, "expired")
+        assert late["at"] == "2026-03-10T14:30:00+03:00"
+        assert late["valid_from"] == EXPIRES.isoformat()
+
+
+@pytest.mark.parametrize("command", [["run"], ["can-contact", "--source", "crm", "--record",
+                                               "K-3", "--purpose", "marketing", "--channel",
+                                               "call"]])  # fmt: skip
+def test_a_malformed_consent_now_is_one_line_and_exit_1(runs, command):
+    done = _cli(*command, env={**runs["env"], "CONSENT_NOW": "next tuesday"})
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "CONSENT_NOW 'next tuesday' is not an ISO 8601 instant" in line
+
+
+def test_an_instant_without_a_zone_is_moscow_time_and_a_date_is_its_midnight(monkeypatch):
+    assert parse_clock("2026-03-01") == datetime(2026, 3, 1, tzinfo=MOSCOW)
+    assert parse_clock("2026-03-01T12:00Z") == datetime(2026, 3, 1, 15, tzinfo=MOSCOW)
+    monkeypatch.setenv("CONSENT_NOW", "2028-02-29T23:59:59")
+    settings = load_settings()
+    assert settings.now() == datetime(2028, 2, 29, 23, 59, 59, tzinfo=MOSCOW)
+    assert settings.now().utcoffset() == timedelta(hours=3)
+    monkeypatch.setenv("CONSENT_NOW", "2028-02-30T00:00:00")
+    with pytest.raises(ClockError, match="not an ISO 8601 instant"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-03-01'::timestamptz; drop table consent.golden_consent; --",
+        "2026-02-30T00:00:00",
+        "yesterday",
+    ],
+)
+def test_dbt_refuses_an_as_of_that_is_not_an_instant_before_running_any_sql(database_url, value):
+    with pytest.raises(RuntimeError, match="var as_of") as failure:
+        run_dbt(
+            database_url,
+            "run",
+            "--select",
+            "stg_run__as_of",
+            "--vars",
+            json.dumps({"as_of": value}),
+        )
+    assert "Compilation Error" in str(failure.value)
+    with psycopg.connect(database_url) as conn:
+        built = conn.execute("select to_regclass('staging.stg_run__as_of')").fetchone()[0]
+    assert built is None
