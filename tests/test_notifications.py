@@ -4,14 +4,11 @@ The report tables are written by hand here (their dbt models are tested in test_
 stories are about what the digest picks from them, what it never says, and how it travels.
 """
 
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from dagster import (
     AssetKey,
     DagsterEventType,
@@ -33,6 +30,7 @@ from pipelines.notifications import (
 )
 from pipelines.resources import ConsentCenterResource
 from tests.conftest import clock, fresh_database
+from tests.smtp_server import Mailbox, OsPortController
 
 PERSON = "Иванова Мария Петровна"
 PHONE = "+79161234567"
@@ -86,28 +84,11 @@ from (values
 """
 
 
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[tuple[str, list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    # bound to a port the OS assigns at bind time (no free-port probe to race with)
+    controller = OsPortController(mailbox)
     controller.start()
     try:
         yield mailbox, controller.port
