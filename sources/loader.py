@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -168,6 +169,8 @@ def load_batch(
                         on_progress,
                     )
                 result.files.append(file_result)
+                # test hook: a kill here leaves the batch's transaction open, half loaded
+                _pause_point("batch_file_loaded")
             result.seconds = time.perf_counter() - started
             _register(conn, result, started_at, arrived_at)
     except Exception as error:
@@ -187,6 +190,14 @@ def load_batch(
             _register(conn, result, started_at, arrived_at)
         raise error from None
     return result
+
+
+def _pause_point(step: str) -> None:
+    """pipelines.resources.pause_point (a test hook), imported only when a test asks for it."""
+    if os.environ.get("CONSENT_TEST_PAUSE_AT") == step:
+        from pipelines.resources import pause_point
+
+        pause_point(step)
 
 
 def batch_arrival(batch_dir: Path, default: datetime) -> datetime:

@@ -270,6 +270,104 @@ def test_a_crash_mid_batch_leaves_nothing_and_the_next_run_loads_it(conn, exampl
     assert _count(conn, "crm_clients") == 3
 
 
+def _raw_state(url: str, source: str) -> dict[str, list[str]]:
+    """Every raw row of a source's tables (JSON text, sorted), and its batch registrations."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        state = {
+            spec.table: sorted(
+                row[0] for row in conn.execute(f"select to_jsonb(t)::text from raw.{spec.table} t")
+            )
+            for spec in SOURCES[source].tables
+        }
+        state["ingest_batches"] = sorted(
+            f"{row}"
+            for row in conn.execute(
+                "select source, batch_id, status, rows_read, rows_loaded, rows_rejected, error "
+                "from consent.ingest_batches where source = %s",
+                (source,),
+            )
+        )
+        state["dq_rejections"] = sorted(
+            f"{row}"
+            for row in conn.execute(
+                "select batch_id, file_name, line_number, rule from consent.dq_rejections "
+                "where source = %s",
+                (source,),
+            )
+        )
+    return state
+
+
+def test_a_load_killed_with_sigkill_after_its_first_file_leaves_nothing_and_reloads_the_same(
+    conn, database_url, server_url, examples, tmp_path
+):
+    """A real crash: the loading process is killed (SIGKILL) while the batch's transaction is
+    open, after its first file was copied in (the test hook `batch_file_loaded`); nothing of the
+    batch is visible, and loading it again gives exactly what one uninterrupted load gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    from tests.conftest import fresh_database
+
+    batch = complete_batches(examples, "crm")[0]
+    home = tmp_path / "home"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, psycopg\n"
+            "from pathlib import Path\n"
+            "from sources.loader import load_batch\n"
+            "with psycopg.connect(sys.argv[1], autocommit=True) as conn:\n"
+            "    load_batch(conn, 'crm', Path(sys.argv[2]))\n",
+            database_url,
+            str(batch.path),
+        ],
+        env={
+            **os.environ,
+            "CONSENT_HOME": str(home),
+            "CONSENT_TEST_PAUSE_AT": "batch_file_loaded",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = home / "paused-at-batch_file_loaded"
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the load never reached its first file"
+        time.sleep(0.1)
+    # the first file is in the child's open transaction (its partitions locked): kill it there
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+    # nothing of the batch: no raw row, no registration (the open transaction died with it)
+    assert all(_count(conn, spec.table) == 0 for spec in SOURCES["crm"].tables)
+    assert conn.execute("select count(*) from consent.ingest_batches").fetchone()[0] == 0
+
+    # the next run loads it whole, as one uninterrupted load into a database of its own does
+    marker.unlink()
+    assert load_batch(conn, "crm", batch.path).rows_loaded == 8
+    with fresh_database(server_url) as reference_url:
+        from sources.schema import ensure_schema
+
+        with psycopg.connect(reference_url, autocommit=True) as reference:
+            ensure_schema(reference)
+            load_batch(reference, "crm", batch.path)
+        expected = _raw_state(reference_url, "crm")
+    got = _raw_state(database_url, "crm")
+    assert got["crm_clients"] and got == expected
+
+
 def test_generated_feeds_reconcile_and_only_the_deliberately_bad_rows_are_rejected(conn, tmp_path):
     import csv
 
