@@ -183,6 +183,102 @@ def test_a_failed_write_leaves_the_previous_state(first_run, staged_url, monkeyp
         assert conn.execute("select count(*) from consent.golden_client").fetchone()[0] == 2
 
 
+CHILD = """
+import sys
+from assets.identity import io as identity_io
+from assets.identity.assets import run_identity_resolution
+from pipelines.resources import ConsentCenterResource, pause_point
+
+real_copy = identity_io._copy_in
+
+
+def copy_then_pause(conn, table, df):
+    real_copy(conn, table, df)
+    if table == "consent.client_xref":  # copied in, golden_client and the pairs not yet
+        pause_point("identity_xref_copied")
+
+
+identity_io._copy_in = copy_then_pause
+url, home = sys.argv[1], sys.argv[2]
+resource = ConsentCenterResource(home=home, landing_dir=home + "/landing", database_url=url)
+run_identity_resolution(resource, charts=False)
+"""
+
+
+def _identity_state(conn) -> tuple:
+    """Who is with whom (record sets per client) and each golden client's fields, by records."""
+    members: dict[str, set] = {}
+    for key, client in _xref(conn).items():
+        members.setdefault(client, set()).add(key)
+    golden = {
+        frozenset(members[row[0]]): row[1:]
+        for row in conn.execute(
+            "select client_id, last_name, first_name, middle_name, birth_date, phone, email, "
+            "source_record_count from consent.golden_client"
+        )
+    }
+    pairs = conn.execute("select count(*) from consent.identity_ambiguous_matches").fetchone()[0]
+    return frozenset(frozenset(m) for m in members.values()), golden, pairs
+
+
+def test_a_resolution_killed_with_sigkill_mid_write_leaves_nothing_and_the_rerun_completes(
+    first_run, staged_url, server_url, tmp_path
+):
+    """A real crash: the resolving process is killed (SIGKILL) after client_xref was copied in,
+    inside the write's transaction; the identity tables keep their state (here: empty, a new
+    installation), and the next resolution publishes what an uninterrupted one does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with fresh_database(server_url) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            ensure_schema(conn)
+            for batch in all_complete_batches(EXAMPLES):
+                load_batch(conn, batch.source, batch.path)
+            refresh_phone_numbers(conn)
+        run_dbt(url, "build", "--select", "staging", timeout=600)
+        home = tmp_path / "home"
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(home)],
+            env={
+                **os.environ,
+                "CONSENT_HOME": str(home),
+                "CONSENT_TEST_PAUSE_AT": "identity_xref_copied",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        marker = home / "paused-at-identity_xref_copied"
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the resolution never reached its write"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=60)
+        assert child.returncode == -signal.SIGKILL
+        marker.unlink()
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("select count(*) from consent.client_xref").fetchone()[0] == 0
+            assert conn.execute("select count(*) from consent.golden_client").fetchone()[0] == 0
+
+        resource = ConsentCenterResource(
+            home=str(home), landing_dir=str(home / "landing"), database_url=url
+        )
+        run_identity_resolution(resource, charts=False)
+        with psycopg.connect(url, autocommit=True) as conn:
+            resumed = _identity_state(conn)
+    with psycopg.connect(staged_url) as conn:
+        uninterrupted = _identity_state(conn)
+    assert resumed == uninterrupted
+    people, golden, _ = resumed
+    assert people == {frozenset(MARIA), frozenset(VIKTOR)} and len(golden) == 2
+
+
 def test_the_prior_is_rescaled_to_the_data_size():
     model, meta = load_model_and_meta(DEFAULT_MODEL_PATH)
     assert meta["trained_records"] > 0
