@@ -2,8 +2,9 @@
 
 One `consent-center run` (real ingestion, dbt, splink, GX, reports) over a generated landing
 zone of a few thousand clients; then the answers and reports are compared with what the
-generator knows: every sampled expected status must match (DESIGN section 7 through real
-identity resolution), every request in the helpdesk feed must be in the deadline report with
+generator knows: every sampled expected status, read from the truth file here, is the answer
+or one of a short list of known cautious differences (DESIGN section 7 through real identity
+resolution), every request in the helpdesk feed must be in the deadline report with
 a deadline on the production calendar, and the reports reach the DPOs' folder.
 """
 
@@ -19,7 +20,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from assets.consent_checks import compare_expected_statuses
 from sources.generator import GeneratorConfig, generate
 
 REQUESTS = ("revoke_consent", "restrict_processing", "erase_data")
@@ -70,15 +70,93 @@ def _loaded_tickets(landing: Path) -> dict[str, str]:
     return tickets
 
 
-def test_no_answer_allows_a_contact_the_truth_forbids(generated_run):
-    """Through real identity resolution some records cannot be tied to their person (a partner
-    record with only a name and a phone, a web account with only a name and an e-mail): those
-    answers may differ from the truth, but only towards caution, never towards a contact."""
+# Answers that differ from the generator's truth, each towards caution (the product says no
+# where the truth says yes), with why. Through real identity resolution some records cannot be
+# tied to their person: (source, record, purpose, channel, at) -> (expected, got).
+# (seed 21, 1,500 clients; each is checked below to be a record identity kept apart from
+# another record of its person)
+KNOWN_CAUTIOUS: dict[tuple[str, str, str, str, str], tuple[str, str]] = {
+    # a web account not tied to the person whose partner record restricts SMS: no SMS either way
+    ("web", "ACC-218609207", "marketing", "sms", "2024-12-17T18:27:00+03:00"): (
+        "restricted",
+        "none",
+    ),
+    # a partner record not tied to its person's contract: processing not granted, no post
+    ("partner", "BETA:B-218517296", "processing", "post", "2024-01-01T21:06:00+03:00"): (
+        "granted",
+        "none",
+    ),
+}
+
+
+def _kept_apart_from_its_person(conn, landing: Path, source: str, record: str) -> bool:
+    """True if identity resolution gave this record another client than some other record of
+    the same person in the truth (person_xref.csv, read here)."""
+    with open(landing / "truth" / "person_xref.csv", encoding="utf-8", newline="") as f:
+        person = {(r["source"], r["source_record_id"]): r["person_id"] for r in csv.DictReader(f)}
+    clients = dict(
+        ((s, r), c)
+        for s, r, c in conn.execute(
+            "select source, source_record_id, client_id from consent.client_xref"
+        )
+    )
+    own = clients.get((source, record))
+    same_person = [k for k, p in person.items() if p == person[(source, record)]]
+    return any(clients.get(k) != own for k in same_person if k != (source, record))
+
+
+def _answers_against_the_truth(conn, landing: Path) -> tuple[int, list[tuple]]:
+    """Every question of truth/expected_status.csv, read here with the csv module, asked through
+    can_contact; every answer whose status or verdict differs from the truth's, listed."""
+    from datetime import datetime
+
+    from pipelines.answers import MOSCOW, AnswerError, can_contact
+
+    with open(landing / "truth" / "expected_status.csv", encoding="utf-8", newline="") as f:
+        questions = list(csv.DictReader(f))
+    differ = []
+    for q in questions:
+        at = datetime.fromisoformat(q["at"])
+        at = at if at.tzinfo else at.replace(tzinfo=MOSCOW)
+        try:
+            answer = can_contact(
+                conn,
+                q["source"],
+                q["source_record_id"],
+                q["purpose"],
+                q["channel"],
+                at,
+                q["partner_code"] or "",
+            )
+            got, allowed = answer.status, answer.allowed
+        except AnswerError:  # the record is not in client_xref
+            got, allowed = "unknown_record", False
+        expected_allowed = q["allowed"].strip().lower() in ("true", "t", "1")
+        if got != q["status"] or allowed != expected_allowed:
+            key = (q["source"], q["source_record_id"], q["purpose"], q["channel"], q["at"])
+            differ.append((key, (q["status"], got), expected_allowed, allowed))
+    return len(questions), differ
+
+
+def test_every_answer_is_the_truths_or_a_known_cautious_one(generated_run):
+    """No tolerance: every question of the generator's truth is asked and compared here, and
+    every difference is listed. None may allow a contact the truth forbids; the only ones
+    allowed are those in KNOWN_CAUTIOUS, and each of those says no (where the truth says yes,
+    or says no for another reason)."""
     landing, _, conn, _ = generated_run
-    agreement = compare_expected_statuses(conn, landing / "truth" / "expected_status.csv")
-    assert agreement["questions"] > 300
-    assert agreement["unsafe"] == 0, agreement["mismatches"]
-    assert agreement["matched"] >= 0.99 * agreement["questions"], agreement["mismatches"]
+    total, differ = _answers_against_the_truth(conn, landing)
+    assert total > 300
+    unsafe = [d for d in differ if d[3] and not d[2]]
+    assert unsafe == [], unsafe
+    assert all(not got_allowed for _, _, _, got_allowed in differ)
+    # each known one is a "no" (a stricter status, or a different no-contact one)
+    assert all(got != "granted" for _, got in KNOWN_CAUTIOUS.values())
+    unexpected = [d for d in differ if KNOWN_CAUTIOUS.get(d[0]) != d[1]]
+    assert unexpected == [], unexpected
+    for source, record, *_ in KNOWN_CAUTIOUS:  # the reason each one is known
+        assert _kept_apart_from_its_person(conn, landing, source, record), (source, record)
+    gone = [key for key in KNOWN_CAUTIOUS if key not in {d[0] for d in differ}]
+    assert gone == [], f"known differences that no longer occur (remove them): {gone}"
 
 
 def test_every_revocation_and_erase_request_has_a_working_day_deadline(generated_run):
