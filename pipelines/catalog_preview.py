@@ -13,12 +13,14 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from pipelines.dbt_cli import run_dbt
+from pipelines.settings import clock_from_env
 from sources import SOURCES
 from sources.loader import load_batch
 from sources.readers import BatchFileError
@@ -78,6 +80,14 @@ def _drop_preview_batch(conn: psycopg.Connection, batch_id: str) -> None:
     )
 
 
+def _production_as_of(conn: psycopg.Connection) -> datetime | None:
+    """The instant production's golden_consent was built at (its run's staging build)."""
+    if conn.execute("select to_regclass('staging.stg_run__as_of')").fetchone()[0] is None:
+        return None
+    row = conn.execute("select as_of from staging.stg_run__as_of").fetchone()
+    return row[0] if row else None
+
+
 def preview_catalog(url: str, folder: Path, reports_dir: Path) -> CatalogPreview:
     """Re-derive everything with the catalog in `folder` and compare with production."""
     name = Path(os.path.abspath(folder)).name  # "." and "x/.." name their folders too
@@ -99,9 +109,11 @@ def preview_catalog(url: str, folder: Path, reports_dir: Path) -> CatalogPreview
                 f"catalog preview: {result.rows_rejected} rows of {folder} were rejected "
                 "(see consent.dq_rejections); fix the catalog first"
             )
+        # at production's instant, so that only the catalog differs (CONSENT_NOW, if set, wins)
+        as_of = clock_from_env() or _production_as_of(conn)
     try:
         variables = json.dumps({"catalog_batch_id": batch_id, "schema_suffix": "_preview"})
-        run_dbt(url, "run", "--select", "intermediate", "marts", "--vars", variables)
+        run_dbt(url, "run", "--select", "intermediate", "marts", "--vars", variables, as_of=as_of)
         reports_dir.mkdir(parents=True, exist_ok=True)
         diff_file = reports_dir / f"catalog_preview_{name}.csv"
         with psycopg.connect(url, autocommit=True) as conn:

@@ -36,7 +36,8 @@ def with_as_of(args: list[str] | tuple[str, ...], as_of: datetime) -> list[str]:
     if "--vars" in args:
         at = args.index("--vars")
         given = yaml.safe_load(args[at + 1]) or {}
-        args[at + 1] = json.dumps({"as_of": as_of_text(as_of), **given})
+        # a YAML instant given unquoted reads as a datetime: dbt gets it back as text
+        args[at + 1] = json.dumps({"as_of": as_of_text(as_of), **given}, default=str)
         return args
     return [*args, "--vars", json.dumps({"as_of": as_of_text(as_of)})]
 

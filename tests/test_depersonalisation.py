@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -227,6 +228,10 @@ def write_landing(landing: Path) -> None:
         encoding="utf-8",
     )
     (web / "_SUCCESS").touch()
+    # the batch arrives "today", at the session's clock: its marker's time is its arrival, and
+    # a letter received after its batch arrived would be re-dated to the arrival
+    for marker in landing.glob(f"*/{batch}/_SUCCESS"):
+        os.utime(marker, (clock().timestamp(), clock().timestamp()))
 
 
 def pii_hits(conn: psycopg.Connection) -> dict[str, int]:
