@@ -1,17 +1,27 @@
 """Shared pieces of the benchmark scripts.
 
+Every benchmark prepares, measures, checks and records its run in the same way, so that their
+results files compare (and `python -m benchmarks.report` reads them all alike); what they share
+lives here once, not in four copies that could drift apart.
+
+- `benchmark_parser`, `feeds_or_generated`: the command line every benchmark takes (--clients,
+  --seed, --feeds, --results-dir) and the landing zone it names or the generator writes.
 - `scratch_database`: a fresh database on the configured server, dropped afterwards.
+- `load_feeds`, `build_staging`, `stage_feeds`: the product's loader and dbt staging, the
+  preparation (never measured) the benchmarks of later steps start from.
 - `run_measured`: runs one measured step in a fresh child process (spawned, so it holds nothing
   of the generator or of earlier steps) and returns its result, its wall time and its peak
   memory (see `StepMemory`).
 - `Verification`: the checks a benchmark makes of its own result; a failed check makes the
   benchmark exit non-zero.
 - `write_result`: the JSON file under benchmarks/results/ that `python -m benchmarks.report`
-  turns into the README's tables (machine, commit, command line, date, figures, checks).
+  turns into the README's tables (machine, commit, command line, date, figures, checks);
+  `record_and_finish` writes it, prints the figures and exits as the checks say.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing
@@ -70,17 +80,26 @@ def server_pid(url: str) -> int | None:
         return None
 
 
-def _hwm(pid: int | str) -> int:
+def vmhwm_bytes(pid: int | str) -> int | None:
     """VmHWM of a process in bytes: the peak RSS of its address space since its last exec
-    (unlike getrusage's ru_maxrss, which keeps the peak of the process it was forked from)."""
+    (unlike getrusage's ru_maxrss, which keeps the peak of the process it was forked from).
+    None when /proc does not say (the process is gone, or not visible from here).
+
+    One reading for every peak a benchmark reports: the measured step's own, its
+    subprocesses' (dbt) and a PostgreSQL backend's (load_throughput)."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except OSError:
-        pass
-    return 0
+        return None
+    return None
+
+
+def _hwm(pid: int | str) -> int:
+    """VmHWM in bytes, 0 when unknown (the sampler keeps maxima)."""
+    return vmhwm_bytes(pid) or 0
 
 
 class _Sampler(threading.Thread):
@@ -211,6 +230,50 @@ def run_measured(fn: Callable, *args, pg_url: str | None = None) -> tuple[Any, f
     return value, seconds, memory
 
 
+# --- preparation: feeds, loading, staging -----------------------------------------------------
+
+
+def copy_file_into(copy: psycopg.Copy, path: Path) -> None:
+    """Stream a file into a running COPY in 8 MiB blocks: feeds of a million clients are
+    larger than the memory a benchmark should hold, and reading them whole would add to the
+    very peak it measures."""
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            copy.write(block)
+
+
+def benchmark_parser(
+    description: str,
+    *,
+    clients: int = 100_000,
+    seed: int = 1,
+    clients_help: str | None = None,
+    feeds: bool = True,
+) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --clients and --seed of the generated feeds,
+    --feeds (an existing landing zone instead; not where the feeds must be fresh) and
+    --results-dir. One definition, so that the same words mean the same run in every
+    benchmark's command line (the results file records that command line)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clients", type=int, default=clients, help=clients_help)
+    parser.add_argument("--seed", type=int, default=seed)
+    if feeds:
+        parser.add_argument("--feeds", type=Path, help="existing landing zone (skips generation)")
+    add_results_argument(parser)
+    return parser
+
+
+def feeds_or_generated(
+    args: argparse.Namespace, scratch: Path, folder: str, **config: Any
+) -> tuple[Path, dict | None]:
+    """The landing zone of `--feeds`, or one the generator writes into `scratch / folder` for
+    --clients and --seed (and `config`); with the generation's figures (None for --feeds)."""
+    if args.feeds is not None:
+        return args.feeds, None
+    landing = scratch / folder
+    return landing, generate_feeds(landing, clients=args.clients, seed=args.seed, **config)
+
+
 def generate_feeds(out: Path, **config) -> dict:
     """The generator's feeds, written by a child process (its memory is never measured)."""
     value, seconds, memory = run_measured(_generate, out, config)
@@ -223,6 +286,51 @@ def _generate(out: Path, config: dict) -> dict:
     from sources.generator import GeneratorConfig, generate
 
     return generate(out, GeneratorConfig(**config)).as_dict()
+
+
+#: what of the generator's figures a results file keeps
+GENERATION_FIGURES = ("seconds", "peak_rss_mib", "bad_rows", "sources")
+
+
+def generation_figures(generation: dict | None) -> dict | None:
+    """The generation's figures a results file records (None when the feeds were given)."""
+    return {k: generation[k] for k in GENERATION_FIGURES} if generation else None
+
+
+def load_feeds(conn: psycopg.Connection, landing: Path) -> None:
+    """The product's loader over every complete batch of `landing`. Raises when a batch did
+    not load: a benchmark over part of its feeds would report figures of data it never had."""
+    from sources.loader import load_landing_zone
+
+    results = load_landing_zone(conn, landing)
+    failed = [f"{r.source}/{r.batch_id}" for r in results if r.status != "loaded"]
+    if failed:
+        raise RuntimeError(f"batches failed to load: {failed}")
+
+
+def build_staging(url: str) -> float:
+    """`dbt build --select staging`, as the product stages; its seconds (to 0.1 s)."""
+    from pipelines.dbt_cli import run_dbt
+
+    started = time.perf_counter()
+    run_dbt(url, "build", "--select", "staging")
+    return round(time.perf_counter() - started, 1)
+
+
+def stage_feeds(url: str, landing: Path) -> dict:
+    """Load and stage `landing` as the product does (not measured): a new schema, the loader,
+    the phone table, dbt's staging. Returns load_seconds (schema, loader, phones) and
+    staging_build_seconds."""
+    from sources.phones import refresh_phone_numbers
+    from sources.schema import ensure_schema
+
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        load_feeds(conn, landing)
+        refresh_phone_numbers(conn)
+    load_seconds = round(time.perf_counter() - started, 1)
+    return {"load_seconds": load_seconds, "staging_build_seconds": build_staging(url)}
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -352,7 +460,7 @@ def write_result(
     return path
 
 
-def add_results_argument(parser) -> None:
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results-dir",
         type=Path,
@@ -369,3 +477,49 @@ def finish(path: Path, verification: Verification) -> None:
             print(f"CHECK FAILED: {check['name']}: {check['detail']}", file=sys.stderr)
     if not verification.passed:
         sys.exit(1)
+
+
+def result_size(args: argparse.Namespace) -> str:
+    """The size a results file is filed under: the clients generated, or `feeds` for --feeds
+    (the report shows one row per size)."""
+    return str(args.clients) if getattr(args, "feeds", None) is None else "feeds"
+
+
+def feed_parameters(args: argparse.Namespace, **parameters: Any) -> dict:
+    """The run's parameters as a results file records them: clients and seed (None for
+    --feeds), the benchmark's own `parameters`, and where the feeds came from."""
+    return {
+        "clients": args.clients if args.feeds is None else None,
+        "seed": args.seed if args.feeds is None else None,
+        **parameters,
+        "feeds": str(args.feeds) if args.feeds else "generated into a fresh temporary folder",
+    }
+
+
+def record_and_finish(
+    benchmark: str,
+    args: argparse.Namespace,
+    parameters: dict,
+    figures: dict,
+    verification: Verification,
+    *,
+    pg_version: str | None,
+    started_at: datetime,
+    hide: tuple[str, ...] = (),
+) -> None:
+    """The end of every benchmark: its results file (see `write_result`; filed under
+    `result_size(args)` in --results-dir), its figures printed (less the long ones in `hide`),
+    then `finish`: exit 1 if any check failed."""
+    path = write_result(
+        benchmark,
+        result_size(args),
+        parameters,
+        figures,
+        verification,
+        pg_version=pg_version,
+        started_at=started_at,
+        results_dir=args.results_dir,
+    )
+    shown = {k: v for k, v in figures.items() if k not in hide}
+    print(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
+    finish(path, verification)

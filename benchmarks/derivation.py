@@ -26,7 +26,6 @@ Writes benchmarks/results/derivation-<clients>-<time>-<commit>.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -40,13 +39,17 @@ import psycopg
 
 from benchmarks.common import (
     Verification,
-    add_results_argument,
-    finish,
-    generate_feeds,
+    benchmark_parser,
+    build_staging,
+    copy_file_into,
+    feed_parameters,
+    feeds_or_generated,
+    generation_figures,
+    load_feeds,
+    record_and_finish,
     run_measured,
     scratch_database,
     server_version,
-    write_result,
 )
 from pipelines.answers import CHANNELS, segment
 from pipelines.dbt_cli import run_dbt
@@ -108,7 +111,6 @@ def consent_models_seconds(results: list[dict]) -> float:
 def prepare(url: str, landing: Path, home: Path) -> dict:
     from assets.calendar import YEARS_AHEAD, write_calendar
     from expectations.validate import validate_forms
-    from sources.loader import load_landing_zone
     from sources.phones import refresh_phone_numbers
     from sources.schema import ensure_schema
 
@@ -116,10 +118,7 @@ def prepare(url: str, landing: Path, home: Path) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         started = time.perf_counter()
-        results = load_landing_zone(conn, landing)
-        failed = [f"{r.source}/{r.batch_id}" for r in results if r.status != "loaded"]
-        if failed:
-            raise RuntimeError(f"batches failed to load: {failed}")
+        load_feeds(conn, landing)
         timings["ingest_seconds"] = round(time.perf_counter() - started, 1)
         refresh_phone_numbers(conn)
         # the production calendar as the asset consent/production_calendar writes it
@@ -131,15 +130,13 @@ def prepare(url: str, landing: Path, home: Path) -> dict:
                 "from stdin (format csv, header true)"
             ) as copy,
         ):
-            copy.write((landing / "truth" / "person_xref.csv").read_bytes())
+            copy_file_into(copy, landing / "truth" / "person_xref.csv")
         conn.execute(
             "update consent.client_xref set match_probability = 1.0;"
             "insert into consent.golden_client (client_id, source_record_count) "
             "select client_id, count(*) from consent.client_xref group by client_id"
         )
-        started = time.perf_counter()
-        run_dbt(url, "build", "--select", "staging")
-        timings["staging_build_seconds"] = round(time.perf_counter() - started, 1)
+        timings["staging_build_seconds"] = build_staging(url)
         started = time.perf_counter()
         report = validate_forms(conn, home, home / "reports", url)
         if report.errors or report.blocking_failures:
@@ -171,10 +168,8 @@ def agreement(url: str, expected_csv: Path) -> dict:
         with (
             conn.cursor() as cur,
             cur.copy("copy bench_expected from stdin (format csv, header true)") as copy,
-            open(expected_csv, "rb") as handle,
         ):
-            while block := handle.read(8 << 20):
-                copy.write(block)
+            copy_file_into(copy, expected_csv)
         rows = conn.execute(
             """
             select q.status, s.status, count(*),
@@ -311,26 +306,19 @@ def verify(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--feeds", type=Path)
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--lookups", type=int, default=10_000)
     parser.add_argument("--segment", type=int, default=100_000)
     parser.add_argument(
         "--keep", action="store_true", help="keep the scratch database (its name is printed)"
     )
-    add_results_argument(parser)
     args = parser.parse_args()
     started_at = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="cc-bench-derive-") as scratch:
         # dbt's own artefacts go to the scratch folder: other dbt runs in the checkout stay apart
         os.environ["DBT_TARGET_PATH"] = str(Path(scratch) / "target")
         os.environ["DBT_LOG_PATH"] = str(Path(scratch) / "logs")
-        landing, generation = args.feeds, None
-        if landing is None:
-            landing = Path(scratch) / "landing"
-            generation = generate_feeds(landing, clients=args.clients, seed=args.seed)
+        landing, generation = feeds_or_generated(args, Path(scratch), "landing")
         with scratch_database(keep=args.keep) as url:
             if args.keep:
                 print(f"database kept: {url}", flush=True)
@@ -373,34 +361,26 @@ def main() -> None:
                 **memory.__dict__,
             },
             "preparation": preparation,
-            "generation": (
-                {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
-                if generation
-                else None
-            ),
+            "generation": generation_figures(generation),
         }
     )
-    parameters = {
-        "clients": args.clients if args.feeds is None else None,
-        "seed": args.seed if args.feeds is None else None,
-        "lookups": args.lookups,
-        "segment": args.segment,
-        "dbt_command": "dbt build --select " + " ".join(CONSENT_SELECTION),
-        "identity": "generator truth (truth/person_xref.csv)",
-        "feeds": str(args.feeds) if args.feeds else "generated into a fresh temporary folder",
-    }
-    path = write_result(
+    parameters = feed_parameters(
+        args,
+        lookups=args.lookups,
+        segment=args.segment,
+        dbt_command="dbt build --select " + " ".join(CONSENT_SELECTION),
+        identity="generator truth (truth/person_xref.csv)",
+    )
+    record_and_finish(
         "derivation",
-        str(args.clients) if args.feeds is None else "feeds",
+        args,
         parameters,
         figures,
         verification,
         pg_version=pg_version,
         started_at=started_at,
-        results_dir=args.results_dir,
+        hide=("model_seconds",),
     )
-    print(json.dumps({k: v for k, v in figures.items() if k != "model_seconds"}, indent=2))
-    finish(path, verification)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Writes benchmarks/results/identity-<clients>-<time>-<commit>.json.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -43,15 +42,15 @@ import psycopg
 
 from benchmarks.common import (
     Verification,
-    add_results_argument,
-    finish,
+    benchmark_parser,
     generate_feeds,
+    generation_figures,
+    record_and_finish,
     run_measured,
     scratch_database,
     server_version,
-    write_result,
+    stage_feeds,
 )
-from pipelines.dbt_cli import run_dbt
 
 TRAINED_ON = re.compile(r"--clients (\d+) --seed (\d+)")
 
@@ -74,29 +73,6 @@ def read_truth(landing: Path) -> dict[tuple[str, str], str]:
         return {
             (r["source"], r["source_record_id"]): r["person_id"] for r in csv.DictReader(handle)
         }
-
-
-def stage(url: str, landing: Path) -> dict:
-    """The product's loader and staging (not measured)."""
-    from sources.loader import load_landing_zone
-    from sources.phones import refresh_phone_numbers
-    from sources.schema import ensure_schema
-
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        results = load_landing_zone(conn, landing)
-        refresh_phone_numbers(conn)
-    failed = [f"{r.source}/{r.batch_id}" for r in results if r.status != "loaded"]
-    if failed:
-        raise RuntimeError(f"batches failed to load: {failed}")
-    load_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    run_dbt(url, "build", "--select", "staging")
-    return {
-        "load_seconds": round(load_seconds, 1),
-        "staging_build_seconds": round(time.perf_counter() - started, 1),
-    }
 
 
 def resolve_step(url: str, landing: Path, first_scored: int, model: Path) -> dict:
@@ -158,9 +134,9 @@ def main() -> None:
     from assets.identity import DEFAULT_MODEL_PATH, pairwise_scores
     from assets.identity.assets import MIN_PRECISION, MIN_RECALL
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=20_000, help="persons scored")
-    parser.add_argument("--seed", type=int, default=11)
+    parser = benchmark_parser(
+        __doc__.splitlines()[0], clients=20_000, seed=11, clients_help="persons scored", feeds=False
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument(
         "--training-clients",
@@ -168,7 +144,6 @@ def main() -> None:
         help="persons the model was trained on (default: read from the model's trained_on)",
     )
     parser.add_argument("--training-seed", type=int, help="(default: from the model)")
-    add_results_argument(parser)
     args = parser.parse_args()
     started_at = datetime.now(UTC)
 
@@ -198,7 +173,7 @@ def main() -> None:
         truth = read_truth(landing)
         with scratch_database() as url:
             pg_version = server_version(url)
-            preparation = stage(url, landing)
+            preparation = stage_feeds(url, landing)
             step, seconds, memory = run_measured(
                 resolve_step, url, landing, training_clients, args.model
             )
@@ -263,9 +238,7 @@ def main() -> None:
             **memory.__dict__,
         },
         "preparation": preparation,
-        "generation": {
-            k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")
-        },
+        "generation": generation_figures(generation),
     }
     parameters = {
         "clients": args.clients,
@@ -282,18 +255,9 @@ def main() -> None:
         },
         "feeds": "generated into a fresh temporary folder",
     }
-    path = write_result(
-        "identity",
-        str(args.clients),
-        parameters,
-        figures,
-        v,
-        pg_version=pg_version,
-        started_at=started_at,
-        results_dir=args.results_dir,
+    record_and_finish(
+        "identity", args, parameters, figures, v, pg_version=pg_version, started_at=started_at
     )
-    print(json.dumps(figures, indent=2, default=str))
-    finish(path, v)
 
 
 if __name__ == "__main__":

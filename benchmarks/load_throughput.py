@@ -18,8 +18,6 @@ Writes benchmarks/results/load-<clients>-<time>-<commit>.json (see benchmarks/re
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,14 +26,18 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.common import (
+    MIB,
     Verification,
-    add_results_argument,
-    finish,
-    generate_feeds,
+    benchmark_parser,
+    copy_file_into,
+    feed_parameters,
+    feeds_or_generated,
+    generation_figures,
+    record_and_finish,
     run_measured,
     scratch_database,
     server_version,
-    write_result,
+    vmhwm_bytes,
 )
 from sources import SOURCES
 from sources.landing import all_complete_batches
@@ -65,29 +67,18 @@ def plain_copy(url: str, landing: Path) -> int:
                         conn.execute(sql.SQL("create table {} ({})").format(table, columns))
                         options = sql.SQL("(format csv, header true)")
                     with conn.cursor() as cur:
-                        with (
-                            cur.copy(
-                                sql.SQL("copy {} from stdin {}").format(table, options)
-                            ) as copy,
-                            open(path, "rb") as handle,
-                        ):
-                            while block := handle.read(8 << 20):
-                                copy.write(block)
+                        with cur.copy(
+                            sql.SQL("copy {} from stdin {}").format(table, options)
+                        ) as copy:
+                            copy_file_into(copy, path)
                         rows += cur.rowcount
     return rows
 
 
 def backend_peak_mib(conn: psycopg.Connection) -> float | None:
     """VmHWM of this connection's backend: its peak RSS, shared buffers it touched included."""
-    pid = conn.execute("select pg_backend_pid()").fetchone()[0]
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    peak = vmhwm_bytes(conn.execute("select pg_backend_pid()").fetchone()[0])
+    return None if peak is None else round(peak / MIB, 1)
 
 
 def ingestion(url: str, landing: Path) -> dict:
@@ -176,28 +167,21 @@ def verify(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--feeds", type=Path, help="existing landing zone (skips generation)")
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--bad-row-rate",
         type=float,
         default=0.0,
         help="share of deliberately bad rows; plain COPY needs 0 (it stops at the first one)",
     )
-    add_results_argument(parser)
     args = parser.parse_args()
     started_at = datetime.now(UTC)
 
     with tempfile.TemporaryDirectory(prefix="cc-bench-load-") as scratch:
-        landing, written, generation = args.feeds, None, None
-        if landing is None:
-            landing = Path(scratch) / "landing"
-            generation = generate_feeds(
-                landing, clients=args.clients, seed=args.seed, bad_row_rate=args.bad_row_rate
-            )
-            written = sum(generation["files"].values())
+        landing, generation = feeds_or_generated(
+            args, Path(scratch), "landing", bad_row_rate=args.bad_row_rate
+        )
+        written = sum(generation["files"].values()) if generation else None
         size = sum(
             p.stat().st_size for p in landing.rglob("*") if p.is_file() and "truth" not in p.parts
         )
@@ -239,31 +223,19 @@ def main() -> None:
             **memory.__dict__,
             "pg_backend_vmhwm_mib": loaded["backend_peak_mib"],
         },
-        "generation": (
-            {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
-            if generation
-            else None
-        ),
+        "generation": generation_figures(generation),
         "per_batch": batches,
     }
-    parameters = {
-        "clients": args.clients if args.feeds is None else None,
-        "seed": args.seed if args.feeds is None else None,
-        "bad_row_rate": args.bad_row_rate,
-        "feeds": str(args.feeds) if args.feeds else "generated into a fresh temporary folder",
-    }
-    path = write_result(
+    record_and_finish(
         "load",
-        str(args.clients) if args.feeds is None else "feeds",
-        parameters,
+        args,
+        feed_parameters(args, bad_row_rate=args.bad_row_rate),
         figures,
         verification,
         pg_version=pg_version,
         started_at=started_at,
-        results_dir=args.results_dir,
+        hide=("per_batch",),
     )
-    print(json.dumps({k: v for k, v in figures.items() if k != "per_batch"}, indent=2))
-    finish(path, verification)
 
 
 if __name__ == "__main__":

@@ -105,139 +105,138 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 NO_RESULTS = "_No results file yet: run the command above._\n"
 
 
+def per_size_table(
+    benchmark: str, header: list[str], row: Callable[[dict], list[str] | None]
+) -> Callable[[list[dict]], str]:
+    """A table of one row per size of `benchmark` (its newest passed result, smallest size
+    first; `row` returns None to leave a result out), or NO_RESULTS. The frame is built here
+    once, so that every table picks and orders its results files alike."""
+
+    def render_table(results: list[dict]) -> str:
+        rows = [cells for r in newest_per_size(results, benchmark) if (cells := row(r)) is not None]
+        return table(header, rows) if rows else NO_RESULTS
+
+    return render_table
+
+
 # --- the tables -------------------------------------------------------------------------------
 
+LOAD_HEADER = [
+    "clients",
+    "rows read (loaded + rejected)",
+    "batches (failed)",
+    "input",
+    "plain `COPY` rows/s",
+    "ingestion rows/s",
+    "ingestion / `COPY`",
+    "peak memory of the ingestion step",
+    "machine",
+    "measured",
+]
 
-def load_table(results: list[dict]) -> str:
-    rows = []
-    for r in newest_per_size(results, "load"):
-        f = r["figures"]
-        m = f["memory"]
-        ratio = f["ratio_to_plain_copy"]
-        rows.append(
-            [
-                size_label(r),
-                f"{n(f['rows_read'])} ({n(f['rows_loaded'])} + {n(f['rows_rejected'])})",
-                f"{f['batches']} ({f['batches_failed']})",
-                f"{f['input_mib']:.1f} MiB",
-                f"{n(f['plain_copy_rows_per_s'])} in {s(f['plain_copy_seconds'], 2)}",
-                f"{n(f['ingest_rows_per_s'])} in {s(f['ingest_seconds'], 2)}",
-                "-" if ratio is None else f"{ratio:.0%}",
-                f"loader {mib(m['tree_peak_mib'])}; PostgreSQL private "
-                f"{mib(m['pg_private_peak_mib'])}, backend {mib(m['pg_backend_vmhwm_mib'])}",
-                machine(r),
-                source(r),
-            ]
-        )
-    header = [
-        "clients",
-        "rows read (loaded + rejected)",
-        "batches (failed)",
-        "input",
-        "plain `COPY` rows/s",
-        "ingestion rows/s",
-        "ingestion / `COPY`",
-        "peak memory of the ingestion step",
-        "machine",
-        "measured",
+
+def _load_row(r: dict) -> list[str]:
+    f = r["figures"]
+    m = f["memory"]
+    ratio = f["ratio_to_plain_copy"]
+    return [
+        size_label(r),
+        f"{n(f['rows_read'])} ({n(f['rows_loaded'])} + {n(f['rows_rejected'])})",
+        f"{f['batches']} ({f['batches_failed']})",
+        f"{f['input_mib']:.1f} MiB",
+        f"{n(f['plain_copy_rows_per_s'])} in {s(f['plain_copy_seconds'], 2)}",
+        f"{n(f['ingest_rows_per_s'])} in {s(f['ingest_seconds'], 2)}",
+        "-" if ratio is None else f"{ratio:.0%}",
+        f"loader {mib(m['tree_peak_mib'])}; PostgreSQL private "
+        f"{mib(m['pg_private_peak_mib'])}, backend {mib(m['pg_backend_vmhwm_mib'])}",
+        machine(r),
+        source(r),
     ]
-    return table(header, rows) if rows else NO_RESULTS
 
 
-def generation_table(results: list[dict]) -> str:
-    rows = []
-    for r in newest_per_size(results, "load"):
-        g = r["figures"].get("generation")
-        if not g:
-            continue
-        rows.append(
-            [
-                size_label(r),
-                n(r["figures"]["rows_read"]),
-                f"{r['figures']['input_mib']:.1f} MiB",
-                s(g["seconds"]),
-                mib(g.get("peak_rss_mib")) if g.get("peak_rss_mib") else "not measured",
-                machine(r),
-                source(r),
-            ]
-        )
-    header = ["clients", "feed rows", "size", "time", "peak memory", "machine", "measured"]
-    return table(header, rows) if rows else NO_RESULTS
+GENERATION_HEADER = ["clients", "feed rows", "size", "time", "peak memory", "machine", "measured"]
 
 
-def validation_table(results: list[dict]) -> str:
-    rows = []
-    for r in newest_per_size(results, "validation"):
-        f = r["figures"]
-        staged = f["staged_rows"]
-        first = f["validation_breakdown"][0]
-        runs = f["memory"]["runs"]
-        rows.append(
-            [
-                size_label(r),
-                " / ".join(
-                    n(staged[k])
-                    for k in ("web_event_consents", "crm_contracts", "crm_consent_flags")
-                ),
-                ", ".join(s(t) for t in f["validation_seconds"]),
-                f"{s(first.get('suites'))} + {s(first.get('write'))}",
-                n(sum(f["rows_flagged"].values())),
-                f"{n(f['generator_bad_rows_for_validation'])} of "
-                f"{n(f['generator_bad_rows_for_validation'])}",
-                f"validation {mib(max(m['tree_peak_mib'] for m in runs))}; PostgreSQL private "
-                f"{mib(max(m['pg_private_peak_mib'] or 0 for m in runs) or None)}",
-                machine(r),
-                source(r),
-            ]
-        )
-    header = [
-        "clients",
-        "staged rows (web consents / contracts / CRM ticks)",
-        "validation runs",
-        "first run: suites + writes",
-        "rows flagged",
-        "generator bad rows flagged",
-        "peak memory of a validation run",
-        "machine",
-        "measured",
+def _generation_row(r: dict) -> list[str] | None:
+    g = r["figures"].get("generation")
+    if not g:
+        return None
+    return [
+        size_label(r),
+        n(r["figures"]["rows_read"]),
+        f"{r['figures']['input_mib']:.1f} MiB",
+        s(g["seconds"]),
+        mib(g.get("peak_rss_mib")) if g.get("peak_rss_mib") else "not measured",
+        machine(r),
+        source(r),
     ]
-    return table(header, rows) if rows else NO_RESULTS
 
 
-def derivation_table(results: list[dict]) -> str:
-    rows = []
-    for r in newest_per_size(results, "derivation"):
-        f = r["figures"]
-        m = f["memory"]
-        rows.append(
-            [
-                size_label(r),
-                n(f["consent_events"]),
-                n(f["history_rows"]),
-                f"{s(f['consent_models_seconds'])} / {s(f['derivation_seconds'])} "
-                f"({f['models']} models, {f['tests']} tests)",
-                f"{n(f['expected_status_matched'])} / {n(f['expected_status_questions'])}",
-                f"{f['lookup_p50_ms']:.2f} / {f['lookup_p99_ms']:.2f} ms",
-                f"{n(f['segment_records'])} in {s(f['segment_seconds'], 2)}",
-                f"dbt {mib(m['children_hwm_mib'])}; PostgreSQL private "
-                f"{mib(m['pg_private_peak_mib'])}",
-                machine(r),
-                source(r),
-            ]
-        )
-    header = [
-        "clients",
-        "consent events",
-        "history rows",
-        "`dbt build`: to golden_consent / whole",
-        "expected statuses matched",
-        "lookup p50 / p99",
-        "segment",
-        "peak memory of the `dbt build`",
-        "machine",
-        "measured",
+VALIDATION_HEADER = [
+    "clients",
+    "staged rows (web consents / contracts / CRM ticks)",
+    "validation runs",
+    "first run: suites + writes",
+    "rows flagged",
+    "generator bad rows flagged",
+    "peak memory of a validation run",
+    "machine",
+    "measured",
+]
+
+
+def _validation_row(r: dict) -> list[str]:
+    f = r["figures"]
+    staged = f["staged_rows"]
+    first = f["validation_breakdown"][0]
+    runs = f["memory"]["runs"]
+    return [
+        size_label(r),
+        " / ".join(
+            n(staged[k]) for k in ("web_event_consents", "crm_contracts", "crm_consent_flags")
+        ),
+        ", ".join(s(t) for t in f["validation_seconds"]),
+        f"{s(first.get('suites'))} + {s(first.get('write'))}",
+        n(sum(f["rows_flagged"].values())),
+        f"{n(f['generator_bad_rows_for_validation'])} of "
+        f"{n(f['generator_bad_rows_for_validation'])}",
+        f"validation {mib(max(m['tree_peak_mib'] for m in runs))}; PostgreSQL private "
+        f"{mib(max(m['pg_private_peak_mib'] or 0 for m in runs) or None)}",
+        machine(r),
+        source(r),
     ]
-    return table(header, rows) if rows else NO_RESULTS
+
+
+DERIVATION_HEADER = [
+    "clients",
+    "consent events",
+    "history rows",
+    "`dbt build`: to golden_consent / whole",
+    "expected statuses matched",
+    "lookup p50 / p99",
+    "segment",
+    "peak memory of the `dbt build`",
+    "machine",
+    "measured",
+]
+
+
+def _derivation_row(r: dict) -> list[str]:
+    f = r["figures"]
+    m = f["memory"]
+    return [
+        size_label(r),
+        n(f["consent_events"]),
+        n(f["history_rows"]),
+        f"{s(f['consent_models_seconds'])} / {s(f['derivation_seconds'])} "
+        f"({f['models']} models, {f['tests']} tests)",
+        f"{n(f['expected_status_matched'])} / {n(f['expected_status_questions'])}",
+        f"{f['lookup_p50_ms']:.2f} / {f['lookup_p99_ms']:.2f} ms",
+        f"{n(f['segment_records'])} in {s(f['segment_seconds'], 2)}",
+        f"dbt {mib(m['children_hwm_mib'])}; PostgreSQL private {mib(m['pg_private_peak_mib'])}",
+        machine(r),
+        source(r),
+    ]
 
 
 def derivation_models_table(results: list[dict], top: int = 10) -> str:
@@ -254,46 +253,43 @@ def derivation_models_table(results: list[dict], top: int = 10) -> str:
     return lines + f"\nFrom {source(r)}.\n"
 
 
-def identity_table(results: list[dict]) -> str:
-    rows = []
-    for r in newest_per_size(results, "identity"):
-        f, p = r["figures"], r["parameters"]
-        t = p["model_trained_on"]
-        rows.append(
-            [
-                f"generator, {n(p['clients'])} clients: persons {p['scored_persons']}, "
-                f"seed {p['seed']} (model trained on {n(t['clients'])} clients, seed {t['seed']})",
-                n(f["records"]),
-                f"{f['precision']:.4f}",
-                f"{f['recall']:.4f}",
-                f"{f['f1']:.4f}",
-                s(f["resolve_seconds"]),
-                mib(f["memory"]["tree_peak_mib"]),
-                machine(r),
-                source(r),
-            ]
-        )
-    header = [
-        "data set",
-        "records",
-        "precision",
-        "recall",
-        "F1",
-        "resolve time",
-        "peak memory (read + resolve)",
-        "machine",
-        "measured",
+IDENTITY_HEADER = [
+    "data set",
+    "records",
+    "precision",
+    "recall",
+    "F1",
+    "resolve time",
+    "peak memory (read + resolve)",
+    "machine",
+    "measured",
+]
+
+
+def _identity_row(r: dict) -> list[str]:
+    f, p = r["figures"], r["parameters"]
+    t = p["model_trained_on"]
+    return [
+        f"generator, {n(p['clients'])} clients: persons {p['scored_persons']}, "
+        f"seed {p['seed']} (model trained on {n(t['clients'])} clients, seed {t['seed']})",
+        n(f["records"]),
+        f"{f['precision']:.4f}",
+        f"{f['recall']:.4f}",
+        f"{f['f1']:.4f}",
+        s(f["resolve_seconds"]),
+        mib(f["memory"]["tree_peak_mib"]),
+        machine(r),
+        source(r),
     ]
-    return table(header, rows) if rows else NO_RESULTS
 
 
 TABLES: dict[str, Callable[[list[dict]], str]] = {
-    "load": load_table,
-    "generation": generation_table,
-    "validation": validation_table,
-    "derivation": derivation_table,
+    "load": per_size_table("load", LOAD_HEADER, _load_row),
+    "generation": per_size_table("load", GENERATION_HEADER, _generation_row),
+    "validation": per_size_table("validation", VALIDATION_HEADER, _validation_row),
+    "derivation": per_size_table("derivation", DERIVATION_HEADER, _derivation_row),
     "derivation-models": derivation_models_table,
-    "identity": identity_table,
+    "identity": per_size_table("identity", IDENTITY_HEADER, _identity_row),
 }
 
 

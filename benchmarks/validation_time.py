@@ -20,11 +20,8 @@ Writes benchmarks/results/validation-<clients>-<time>-<commit>.json.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,37 +29,16 @@ import psycopg
 
 from benchmarks.common import (
     Verification,
-    add_results_argument,
-    finish,
-    generate_feeds,
+    benchmark_parser,
+    feed_parameters,
+    feeds_or_generated,
+    generation_figures,
+    record_and_finish,
     run_measured,
     scratch_database,
     server_version,
-    write_result,
+    stage_feeds,
 )
-from pipelines.dbt_cli import run_dbt
-
-
-def stage(url: str, feeds: Path) -> dict:
-    """Load and stage as the product does (not measured)."""
-    from sources.loader import load_landing_zone
-    from sources.phones import refresh_phone_numbers
-    from sources.schema import ensure_schema
-
-    timings = {}
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        results = load_landing_zone(conn, feeds)
-        refresh_phone_numbers(conn)
-    timings["load_seconds"] = round(time.perf_counter() - started, 1)
-    failed = [f"{r.source}/{r.batch_id}" for r in results if r.status != "loaded"]
-    if failed:
-        raise RuntimeError(f"batches failed to load: {failed}")
-    started = time.perf_counter()
-    run_dbt(url, "build", "--select", "staging")
-    timings["staging_build_seconds"] = round(time.perf_counter() - started, 1)
-    return timings
 
 
 def validate(url: str, home: Path) -> dict:
@@ -159,24 +135,17 @@ def verify(runs: list[dict], expected: list[tuple] | None) -> Verification:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--feeds", type=Path, help="existing landing zone (skips generation)")
+    parser = benchmark_parser(__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="validation runs on the same data")
-    add_results_argument(parser)
     args = parser.parse_args()
     started_at = datetime.now(UTC)
 
     with tempfile.TemporaryDirectory(prefix="cc-bench-validate-") as tmp:
-        feeds, generation = args.feeds, None
-        if feeds is None:
-            feeds = Path(tmp) / "feeds"
-            generation = generate_feeds(feeds, clients=args.clients, seed=args.seed)
+        feeds, generation = feeds_or_generated(args, Path(tmp), "feeds")
         home = Path(tmp) / "home"
         with scratch_database() as url:
             pg_version = server_version(url)
-            preparation = stage(url, feeds)
+            preparation = stage_feeds(url, feeds)
             runs, seconds, memories = [], [], []
             for _ in range(args.runs):
                 run, took, memory = run_measured(validate, url, home, pg_url=url)
@@ -201,30 +170,17 @@ def main() -> None:
             "PostgreSQL server's private memory during it (StepMemory, benchmarks/common.py)",
             "runs": memories,
         },
-        "generation": (
-            {k: generation[k] for k in ("seconds", "peak_rss_mib", "bad_rows", "sources")}
-            if generation
-            else None
-        ),
+        "generation": generation_figures(generation),
     }
-    parameters = {
-        "clients": args.clients if args.feeds is None else None,
-        "seed": args.seed if args.feeds is None else None,
-        "runs": args.runs,
-        "feeds": str(args.feeds) if args.feeds else "generated into a fresh temporary folder",
-    }
-    path = write_result(
+    record_and_finish(
         "validation",
-        str(args.clients) if args.feeds is None else "feeds",
-        parameters,
+        args,
+        feed_parameters(args, runs=args.runs),
         figures,
         verification,
         pg_version=pg_version,
         started_at=started_at,
-        results_dir=args.results_dir,
     )
-    print(json.dumps(figures, indent=2, ensure_ascii=False))
-    finish(path, verification)
 
 
 if __name__ == "__main__":
