@@ -10,11 +10,15 @@ execution runs again, dbt rebuilds staging from raw, identity resolution runs, a
 batch re-sends Orlova's card.
 
 A second story checks the report on the generator's feeds against its truth: every erase_data
-ticket is listed, with exactly the contract holds the truth's contracts imply.
+ticket is listed, with exactly the contract holds the truth's contracts imply; and in 2040, when
+every consent and retention of those fixed-date feeds has run out, exactly the requests without
+an open contract are due, each from the date worked out from the feeds, and the execution
+depersonalises exactly their clients' records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -565,48 +569,141 @@ def _rows(paths, bad: set[tuple[str, str, str]]) -> list[dict[str, str]]:
     return rows
 
 
-def expected_contract_holds(landing: Path) -> dict[str, tuple[str, set[tuple[str, str]]]]:
-    """erase_data ticket -> (person, the contract holds the truth implies today)."""
-    truth = landing / "truth"
-    bad = {
+def _newest(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
+    """The newest row of every id: rows come in batch and line order, a later one replaces."""
+    newest = {}
+    for row in rows:
+        newest[row[key]] = row
+    return newest
+
+
+def _ingest_bad(landing: Path) -> set[tuple[str, str, str]]:
+    """(batch, file, line) of every row the generator wrote for ingestion to reject."""
+    return {
         (r["batch_id"], r["file_name"], r["line_number"])
-        for r in _rows([truth / "bad_rows.csv"], set())
+        for r in _rows([landing / "truth" / "bad_rows.csv"], set())
         if r["stage"] == "ingest"
     }
+
+
+def _generated(landing: Path) -> tuple[dict, list, dict]:
+    """The truth's person of every record, the newest row of every contract, of every ticket."""
+    truth, bad = landing / "truth", _ingest_bad(landing)
     person = {
         (r["source"], r["source_record_id"]): r["person_id"]
         for r in _rows([truth / "person_xref.csv"], set())
     }
-    contracts = {}  # the newest row of every contract
-    for row in _rows(landing.glob("crm/*/contracts.csv"), bad):
-        contracts[row["contract_id"]] = row
+    contracts = _newest(_rows(landing.glob("crm/*/contracts.csv"), bad), "contract_id")
+    tickets = _newest(_rows(landing.glob("helpdesk/*/tickets.csv"), bad), "ticket_id")
+    return person, list(contracts.values()), tickets
+
+
+def expected_contract_holds(landing: Path) -> dict[str, tuple[str, set[tuple[str, str]]]]:
+    """erase_data ticket -> (person, the contract holds the truth implies today)."""
+    person, contracts, tickets = _generated(landing)
     holds: dict[str, set[tuple[str, str]]] = {}
-    for row in contracts.values():
+    for row in contracts:
         owner = person.get(("crm", row["crm_client_id"]))
         if row["closed_at"] == "":
             holds.setdefault(owner, set()).add(("contract_open", row["contract_number"]))
         elif _plus_years(datetime.fromisoformat(row["closed_at"]), 5) > NOW:
             holds.setdefault(owner, set()).add(("contract_retention", row["contract_number"]))
     expected = {}
-    for row in _rows(landing.glob("helpdesk/*/tickets.csv"), bad):
+    for row in tickets.values():
         if row["request_type"] == "erase_data":
             owner = person[("helpdesk", row["ticket_id"])]
             expected[row["ticket_id"]] = (owner, holds.get(owner, set()))
     return expected
 
 
+# The generated feeds are of fixed dates (2019-2024), and so is every term they carry; from
+# 2040 on every consent they could give has run out (the longest term is 120 months) and every
+# closed contract's retention has ended: only open contracts hold an erasure, and each request's
+# due date is the later of the request and the end of its client's last retention, which the
+# test works out from the feeds alone. That story runs at this instant of its own.
+AFTER_EVERY_TERM = datetime(2040, 1, 1, 12, 0)
+
+
+def expected_erasure_after_every_term(landing: Path) -> dict[str, dict]:
+    """Every erase request's client -> what the report must say at AFTER_EVERY_TERM, read from the
+    feeds and the truth's identity only: its requests (by receipt), its open contracts, its due
+    date (None while a contract is open), and every record of the client."""
+    person, contracts, tickets = _generated(landing)
+    bad = _ingest_bad(landing)
+    # no consent of the feeds can outlive 2040: none runs longer than 120 months from an instant
+    # the feeds carry (a partner's own end date included), nor any retention of 5 years
+    terms = [
+        int(r["term_months"])
+        for name in ("consent_types.csv", "product_matrix.csv")
+        for r in _rows(landing.glob(f"catalog/*/{name}"), set())
+        if r["term_months"]
+    ]
+    instants = [
+        row[field]
+        for pattern, fields in (
+            ("crm/*/contracts.csv", ("signed_at", "closed_at")),
+            ("crm/*/consent_flags.csv", ("set_at",)),
+            ("helpdesk/*/tickets.csv", ("received_at", "closed_at")),
+            ("partner/*/partner_clients.csv", ("obtained_at", "valid_until")),
+        )
+        for row in _rows(landing.glob(pattern), bad)
+        for field in fields
+        if row[field]
+    ]
+    for path in landing.glob("web/*/events.jsonl"):
+        for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if (path.parent.name, path.name, str(number)) not in bad:
+                instants.append(json.loads(line)["occurred_at"])
+    latest = max(datetime.fromisoformat(value) for value in instants)
+    assert max(terms) == 120
+    assert _plus_years(latest, 10) < AFTER_EVERY_TERM
+
+    expected: dict[str, dict] = {}
+    for row in sorted(tickets.values(), key=lambda r: (r["received_at"], r["ticket_id"])):
+        if row["request_type"] == "erase_data":
+            owner = person[("helpdesk", row["ticket_id"])]
+            client = expected.setdefault(
+                owner,
+                {"request_ids": [], "open": set(), "retention_ends": [], "records": set()},
+            )
+            client["request_ids"].append(row["ticket_id"])
+            client.setdefault("first_received", datetime.fromisoformat(row["received_at"]))
+    for row in contracts:
+        owner = person.get(("crm", row["crm_client_id"]))
+        if owner in expected:
+            if row["closed_at"] == "":
+                expected[owner]["open"].add(row["contract_number"])
+            else:
+                closed = datetime.fromisoformat(row["closed_at"])
+                expected[owner]["retention_ends"].append(_plus_years(closed, 5))
+    for (source, record), owner in person.items():
+        if owner in expected:
+            expected[owner]["records"].add((source, record))
+    for client in expected.values():
+        client["due_from"] = (
+            None if client["open"] else max([client["first_received"], *client["retention_ends"]])
+        )
+    return expected
+
+
 @pytest.fixture(scope="module")
-def generated(server_url, tmp_path_factory):
-    """Generated feeds, loaded and derived with the truth's person behind every record as the
-    golden client (this checks the report and the execution, not identity resolution)."""
+def generated_landing(tmp_path_factory) -> Path:
     from sources.generator import GeneratorConfig, generate
 
     landing = tmp_path_factory.mktemp("generated-erasure") / "landing"
     generate(landing, GeneratorConfig(clients=3_000, seed=11))
+    return landing
+
+
+@contextlib.contextmanager
+def _derived(server_url: str, landing: Path, as_of: datetime | None = None):
+    """A database with the feeds loaded and derived (at `as_of`, default the session's clock),
+    the truth's person behind every record as the golden client (this checks the report and the
+    execution, not identity resolution)."""
     with fresh_database(server_url) as url:
         load_and_stage(url, landing)
         with psycopg.connect(url, autocommit=True) as conn:
-            write_calendar(conn, NOW.year + 1)
+            write_calendar(conn, max(NOW, as_of or NOW).year + 1)
             with (
                 open(landing / "truth" / "person_xref.csv", encoding="utf-8") as handle,
                 (
@@ -617,9 +714,70 @@ def generated(server_url, tmp_path_factory):
                 ) as copy,
             ):
                 copy.write(handle.read())
-        run_dbt(url, "build", "--select", "intermediate", "marts")
+        run_dbt(
+            url,
+            "build",
+            "--select",
+            "intermediate",
+            "marts",
+            as_of=as_of.replace(tzinfo=MOSCOW) if as_of else None,
+        )
         with psycopg.connect(url, autocommit=True) as conn:
-            yield landing, conn
+            yield conn
+
+
+@pytest.fixture(scope="module")
+def generated(server_url, generated_landing):
+    with _derived(server_url, generated_landing) as conn:
+        yield generated_landing, conn
+
+
+@pytest.fixture(scope="module")
+def generated_after_every_term(server_url, generated_landing):
+    """The generated feeds derived at AFTER_EVERY_TERM: the report, then one execution."""
+    seen = {"landing": generated_landing}
+    with _derived(server_url, generated_landing, AFTER_EVERY_TERM) as conn:
+        seen["report"] = [
+            row
+            for (row,) in conn.execute("select to_jsonb(r) from consent.report_depersonalisation r")
+        ]
+        seen["result"] = execute_depersonalisation(conn)
+        seen["records"] = set(
+            conn.execute(
+                "select source, source_record_id, client_id from consent.depersonalised_records"
+            ).fetchall()
+        )
+        seen["audit"] = [
+            row
+            for (row,) in conn.execute("select to_jsonb(a) from consent.depersonalisation_audit a")
+        ]
+        seen["personal_left"] = dict(
+            conn.execute(
+                """
+                select p.client_id,
+                       count(*) filter (where last_name !~ '^Anon[0-9]{32}$' or phone is not null
+                                        or email is not null or birth_date is not null)
+                from (select x.client_id, s.last_name, s.phone, s.email, s.birth_date
+                      from staging.stg_crm__clients s
+                      join consent.client_xref x
+                        on x.source = 'crm' and x.source_record_id = s.source_record_id
+                      union all
+                      select x.client_id, s.fio, s.phone, s.email, s.birth_date
+                      from staging.stg_helpdesk__tickets s
+                      join consent.client_xref x
+                        on x.source = 'helpdesk' and x.source_record_id = s.source_record_id) p
+                group by p.client_id
+                """
+            ).fetchall()
+        )
+        seen["pseudonymised_crm"] = conn.execute(
+            "select count(*) from staging.stg_crm__clients where last_name ~ '^Anon[0-9]{32}$'"
+        ).fetchone()[0]
+        seen["crm_rows_of_records"] = conn.execute(
+            "select count(*) from staging.stg_crm__clients s join consent.depersonalised_records d "
+            "on d.source = 'crm' and d.source_record_id = s.source_record_id"
+        ).fetchone()[0]
+        yield seen
 
 
 def test_every_generated_erase_request_is_reported_with_the_holds_its_truth_implies(generated):
@@ -646,42 +804,55 @@ def test_every_generated_erase_request_is_reported_with_the_holds_its_truth_impl
     assert {"held", "due"} <= set(states)
 
 
-def test_the_due_generated_clients_are_depersonalised_and_nobody_else(generated):
-    _, conn = generated
-    due = [
-        c
-        for (c,) in conn.execute(
-            "select client_id from consent.report_depersonalisation where state = 'due' order by 1"
-        )
-    ]
-    result = execute_depersonalisation(conn)
-    assert result["executed_clients"] == due
-    left = conn.execute(
-        """
-        select count(*) filter (where last_name !~ '^Anon[0-9]{32}$' or phone is not null
-                                or email is not null or birth_date is not null),
-               count(*)
-        from (select x.client_id, s.last_name, s.phone, s.email, s.birth_date
-              from staging.stg_crm__clients s
-              join consent.client_xref x
-                on x.source = 'crm' and x.source_record_id = s.source_record_id
-              union all
-              select x.client_id, s.fio, s.phone, s.email, s.birth_date
-              from staging.stg_helpdesk__tickets s
-              join consent.client_xref x
-                on x.source = 'helpdesk' and x.source_record_id = s.source_record_id) p
-        where client_id = any(%s)
-        """,
-        (due,),
-    ).fetchone()
-    assert left[1] > 0 and left[0] == 0
-    untouched = conn.execute(
-        "select count(*) from staging.stg_crm__clients where last_name ~ '^Anon[0-9]{32}$'"
-    ).fetchone()[0]
-    assert (
-        untouched
-        == conn.execute(
-            "select count(*) from staging.stg_crm__clients s join consent.depersonalised_records d "
-            "on d.source = 'crm' and d.source_record_id = s.source_record_id"
-        ).fetchone()[0]
-    )
+def test_after_every_term_only_open_contracts_hold_and_each_due_date_is_worked_out(
+    generated_after_every_term,
+):
+    seen = generated_after_every_term
+    expected = expected_erasure_after_every_term(seen["landing"])
+    due = {who: c for who, c in expected.items() if c["due_from"] is not None}
+    held = {who: c for who, c in expected.items() if c["due_from"] is None}
+    # both kinds, and due dates of both kinds: the request itself, or a retention that ended
+    # after it
+    assert len(due) >= 3 and len(held) >= 3
+    assert any(c["due_from"] == c["first_received"] for c in due.values())
+    assert any(c["due_from"] > c["first_received"] for c in due.values())
+    rows = {row["client_id"]: row for row in seen["report"]}
+    assert set(rows) == set(expected)
+    for who, client in expected.items():
+        row = rows[who]
+        assert row["request_ids"] == client["request_ids"], who
+        assert _moment(row["received_at"]) == client["first_received"], who
+        assert {(h["reason"], h["reference"], h["until"]) for h in row["holds"]} == {
+            ("contract_open", number, None) for number in client["open"]
+        }, who
+        assert row["state"] == ("held" if client["open"] else "due"), who
+        assert _moment(row["allowed_from"]) == client["due_from"], who
+
+
+def test_the_due_generated_clients_and_only_they_are_depersonalised_record_by_record(
+    generated_after_every_term,
+):
+    seen = generated_after_every_term
+    expected = expected_erasure_after_every_term(seen["landing"])
+    due = sorted(who for who, c in expected.items() if c["due_from"] is not None)
+    assert due
+    assert seen["result"]["executed_clients"] == due
+    # exactly every record of every due client, and nobody else's
+    assert seen["records"] == {
+        (source, record, who) for who in due for source, record in expected[who]["records"]
+    }
+    assert seen["result"]["records"] == len(seen["records"])
+    audit = {row["client_id"]: row for row in seen["audit"]}
+    assert set(audit) == set(due)
+    for who in due:
+        assert audit[who]["request_ids"] == expected[who]["request_ids"], who
+        assert _moment(audit[who]["allowed_from"]) == expected[who]["due_from"], who
+        assert audit[who]["source_records"] == len(expected[who]["records"]), who
+    # no name, phone, e-mail or birth date is left on a due client's CRM or helpdesk rows; the
+    # others keep theirs
+    left = seen["personal_left"]  # every one of them has a helpdesk row, the letter
+    assert set(expected) <= set(left)
+    assert all(left[who] == 0 for who in due)
+    assert all(left[who] > 0 for who in expected if who not in due)
+    # and no CRM row outside the listed records carries a pseudonym
+    assert seen["pseudonymised_crm"] == seen["crm_rows_of_records"] > 0

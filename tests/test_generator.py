@@ -6,15 +6,18 @@ import csv
 import hashlib
 import io
 import json
+import random
 import re
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from sources.generator import GenerationSummary, GeneratorConfig, NoiseRates, generate
 from sources.generator import truth as T
+from sources.generator.histories import Person
+from sources.generator.questions import ask
 from sources.generator.writers import HEADERS
 from tests.conftest import EXAMPLES
 
@@ -373,20 +376,22 @@ def test_truth_refers_to_existing_records(run_small: Path) -> None:
     assert len(persons) == 3_000
 
 
-def test_expected_status_recomputed_from_the_feeds(run20k) -> None:
-    """The truth answers follow from what the feeds say (read back), not from hidden state."""
+def test_expected_status_sample_covers_every_status_and_only_clean_persons(run20k) -> None:
+    """The sample asks about every status, on concrete channels, never about a tainted person.
+
+    Whether each answer is right is checked by hand in
+    test_the_truth_writer_answers_hand_made_histories_as_worked_out_by_hand; here the answers
+    are only counted."""
     root, _ = run20k
-    cat, facts, _ = load_facts(root)
     questions = read_truth(root, "expected_status.csv")
     assert 3_000 < len(questions) < 6_000
     statuses = defaultdict(int)
     for q in questions:
-        at = datetime.fromisoformat(q["at"]).replace(tzinfo=None)
-        allowed, status = T.answer(cat, facts[q["person_id"]], q["purpose"], q["channel"], at)
-        assert (("true" if allowed else "false"), status) == (q["allowed"], q["status"]), q
+        assert q["allowed"] == ("true" if q["status"] == T.GRANTED else "false"), q
         assert q["partner_code"] == "" and q["channel"] in T.CHANNELS
-        statuses[status] += 1
-    for s in (T.GRANTED, T.REVOKED, T.EXPIRED, T.RESTRICTED, T.NONE):
+        statuses[q["status"]] += 1
+    assert set(statuses) == {T.GRANTED, T.REVOKED, T.EXPIRED, T.RESTRICTED, T.NONE}
+    for s in statuses:
         assert statuses[s] > len(questions) * 0.02, dict(statuses)
     bad_persons = set()
     person = {
@@ -398,7 +403,338 @@ def test_expected_status_recomputed_from_the_feeds(run20k) -> None:
         rid = b["record_id"]
         if (src, rid) in person:
             bad_persons.add(person[(src, rid)])
+    assert bad_persons
     assert not bad_persons & {q["person_id"] for q in questions}
+
+
+def test_the_truth_answers_follow_from_the_feeds_read_back(run20k) -> None:
+    """No hidden state: the facts read back from the feeds give every answer the generator wrote.
+
+    This compares the feeds with the facts the generator held when it wrote the truth, through
+    the same rules (truth.answer); it does not check the rules themselves (the hand-worked
+    histories below do)."""
+    root, _ = run20k
+    cat, facts, _ = load_facts(root)
+    questions = read_truth(root, "expected_status.csv")
+    assert questions
+    for q in questions:
+        at = datetime.fromisoformat(q["at"]).replace(tzinfo=None)
+        allowed, status = T.answer(cat, facts[q["person_id"]], q["purpose"], q["channel"], at)
+        assert (("true" if allowed else "false"), status) == (q["allowed"], q["status"]), q
+
+
+# ------------------------------------------- hand-made histories, statuses worked out by hand
+# A catalog written out here (DESIGN section 5): two wordings of ads_sms (v1 until the end of
+# 2021, v2 from 2022), a mobile tariff that grants processing for 120 months and ads_sms for 36,
+# loans (contract numbers KR-...) that grant ads_call v1 for 12 months, a rule that ended with
+# 2020. Fake hashes: the truth compares them, it does not compute them.
+H = {"pd1": "a" * 64, "sms1": "b" * 64, "sms2": "c" * 64, "call1": "d" * 64, "mail1": "e" * 64}
+HAND_CATALOG = T.Catalog(
+    types={
+        "pd_basic": T.ConsentType("pd_basic", "processing", "any", "", 120),
+        "ads_sms": T.ConsentType("ads_sms", "marketing", "sms", "", 36),
+        "ads_call": T.ConsentType("ads_call", "marketing", "call", "", 24),
+        "ads_email": T.ConsentType("ads_email", "marketing", "email", "", 36),
+    },
+    wordings=[
+        T.Wording("pd_basic", "1", date(2015, 1, 1), None, H["pd1"]),
+        T.Wording("ads_sms", "1", date(2015, 1, 1), date(2021, 12, 31), H["sms1"]),
+        T.Wording("ads_sms", "2", date(2022, 1, 1), None, H["sms2"]),
+        T.Wording("ads_call", "1", date(2015, 1, 1), None, H["call1"]),
+        T.Wording("ads_email", "1", date(2015, 1, 1), None, H["mail1"]),
+    ],
+    rules=[
+        T.MatrixRule("R1", "system_code", "MOBILE", "pd_basic", "1", 120, date(2015, 1, 1), None),
+        T.MatrixRule("R2", "system_code", "MOBILE", "ads_sms", None, 36, date(2015, 1, 1), None),
+        T.MatrixRule(
+            "R3", "contract_mask", "KR-%", "ads_call", "1", 12, date(2015, 1, 1), date(2020, 12, 31)
+        ),
+    ],
+    flag_map={"SMS_OK": "ads_sms", "CALL_OK": "ads_call", "MAIL_OK": "ads_email"},
+)
+ASKED = [(p, c) for p in ("marketing", "processing") for c in T.CHANNELS]
+NOT_ASKED = "not asked"  # the answer depends on a semantic choice: the writer must leave it out
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _hand_made_people() -> list[tuple[Person, dict]]:
+    """Small histories and, for each, every (purpose, channel) status over time, worked out by
+    hand from DESIGN section 7 (and the truth README's reading of it): a list of (from, status)
+    steps; a pair not listed is `none` throughout (nothing grants it)."""
+    d, people = _dt, []
+
+    def person(pid: str, facts: T.Facts, timelines: dict) -> None:
+        p = Person(pid, facts, records=[("crm", f"K-{pid}")])
+        people.append((p, timelines))
+
+    # Anna buys a mobile tariff in March 2019 and another in September 2021. Each grants
+    # processing on every channel for 120 months (R1, channel any) and ads_sms for 36 (R2, the
+    # wording in force at signing: v1 both times); a tariff never grants calls or e-mail (rule
+    # 1). Each consent is valid over the union of its two intervals (rule 2): SMS to 1 September
+    # 2024, processing to 1 September 2031; then it has expired.
+    processing = [("2019-03-10T10:00", "granted"), ("2031-09-01T10:00", "expired")]
+    person(
+        "ANNA",
+        T.Facts(
+            contracts=[
+                T.Contract("MOB-2019-1", "MOBILE", "MOBILE_TARIFF", d("2019-03-10T10:00")),
+                T.Contract("MOB-2021-2", "MOBILE", "MOBILE_TARIFF", d("2021-09-01T10:00")),
+            ]
+        ),
+        {
+            ("marketing", "sms"): [
+                ("2019-03-10T10:00", "granted"),
+                ("2024-09-01T10:00", "expired"),
+            ],
+            **{("processing", c): processing for c in T.CHANNELS},
+        },
+    )
+    # Boris: a tariff (February 2020) and CRM ticks for calls (24 months) and e-mail (36) five
+    # minutes later. His letter of 15 January 2021 revokes marketing by SMS and calls (rule 3),
+    # not e-mail (which expires with its tick's term) and not processing (120 months). In June
+    # 2022 he agrees to SMS again on the website (v2, the wording in force, confirmed by SMS
+    # code): that re-opens SMS for 36 months, not calls, which stay revoked even after the
+    # tick's term would have ended.
+    person(
+        "BORIS",
+        T.Facts(
+            contracts=[T.Contract("MOB-2020-3", "MOBILE", "MOBILE_TARIFF", d("2020-02-01T10:00"))],
+            ticks=[
+                T.Tick("CALL_OK", True, d("2020-02-01T10:05")),
+                T.Tick("MAIL_OK", True, d("2020-02-01T10:05")),
+            ],
+            tickets=[T.Ticket("revoke_consent", "marketing", "sms;call", d("2021-01-15T12:00"))],
+            web=[T.WebConsent("ads_sms", True, "2", H["sms2"], d("2022-06-01T18:00"), "sms_code")],
+        ),
+        {
+            ("marketing", "sms"): [
+                ("2020-02-01T10:00", "granted"),
+                ("2021-01-15T12:00", "revoked"),
+                ("2022-06-01T18:00", "granted"),
+                ("2025-06-01T18:00", "expired"),
+            ],
+            ("marketing", "call"): [
+                ("2020-02-01T10:05", "granted"),
+                ("2021-01-15T12:00", "revoked"),
+            ],
+            ("marketing", "email"): [
+                ("2020-02-01T10:05", "granted"),
+                ("2023-02-01T10:05", "expired"),
+            ],
+            **{
+                ("processing", c): [
+                    ("2020-02-01T10:00", "granted"),
+                    ("2030-02-01T10:00", "expired"),
+                ]
+                for c in T.CHANNELS
+            },
+        },
+    )
+    # Clara: a web e-mail consent whose text hash is not the catalog's, and a web SMS consent
+    # citing v1 after v1 ended, count for nothing (rule 1); neither does a tick of a flag the
+    # catalog does not map. Her CRM SMS tick of April 2022 does (v2 in force); the CRM records
+    # her refusal in May 2023 (a `false` tick revokes, rule 3 and DESIGN section 5).
+    person(
+        "CLARA",
+        T.Facts(
+            web=[
+                T.WebConsent("ads_email", True, "1", "0" * 64, d("2020-05-01T12:00"), "email_link"),
+                T.WebConsent("ads_sms", True, "1", H["sms1"], d("2022-03-01T12:00"), "sms_code"),
+            ],
+            ticks=[
+                T.Tick("FAX_OK", True, d("2020-01-01T09:00")),
+                T.Tick("SMS_OK", True, d("2022-04-01T09:00")),
+                T.Tick("SMS_OK", False, d("2023-05-01T09:00")),
+            ],
+        ),
+        {
+            ("marketing", "sms"): [
+                ("2022-04-01T09:00", "granted"),
+                ("2023-05-01T09:00", "revoked"),
+            ],
+        },
+    )
+    # Dmitry: a tariff in June 2021 (SMS to June 2024, processing to June 2031); partner BETA
+    # brings his call consent from 1 February 2022 until 1 February 2024 and restricts SMS over
+    # the same interval (rule 5): SMS is restricted whatever the tariff says, and granted again
+    # when the restriction ends, until the tariff's term. Whether the restriction also blocks
+    # processing by SMS is a semantic choice, so the writer must not ask about it meanwhile.
+    person(
+        "DMITRY",
+        T.Facts(
+            contracts=[T.Contract("MOB-2021-4", "MOBILE", "MOBILE_TARIFF", d("2021-06-01T10:00"))],
+            partner=[
+                T.PartnerRecord(
+                    "BETA",
+                    "ads_call",
+                    True,
+                    d("2022-02-01T12:00"),
+                    d("2024-02-01T12:00"),
+                    ("sms",),
+                )
+            ],
+        ),
+        {
+            ("marketing", "sms"): [
+                ("2021-06-01T10:00", "granted"),
+                ("2022-02-01T12:00", "restricted"),
+                ("2024-02-01T12:00", "granted"),
+                ("2024-06-01T10:00", "expired"),
+            ],
+            ("marketing", "call"): [
+                ("2022-02-01T12:00", "granted"),
+                ("2024-02-01T12:00", "expired"),
+            ],
+            **{
+                ("processing", c): [
+                    ("2021-06-01T10:00", "granted"),
+                    ("2031-06-01T10:00", "expired"),
+                ]
+                for c in T.CHANNELS
+            },
+            ("processing", "sms"): [
+                ("2021-06-01T10:00", "granted"),
+                ("2022-02-01T12:00", NOT_ASKED),
+                ("2024-02-01T12:00", "granted"),
+                ("2031-06-01T10:00", "expired"),
+            ],
+        },
+    )
+    # Elena: a tariff in March 2020 (processing to March 2030); her letter of September 2020
+    # names the purpose "маркетинг", which cannot be read, so it is honoured as every purpose on
+    # the channel it names, SMS (rule 4): processing and marketing by SMS are revoked,
+    # processing on other channels is not. Her e-mail consent of March 2021 came from a web form
+    # nobody confirmed: whether it counts is a semantic choice, so from then on e-mail is not
+    # asked about.
+    person(
+        "ELENA",
+        T.Facts(
+            contracts=[T.Contract("MOB-2020-5", "MOBILE", "MOBILE_TARIFF", d("2020-03-01T10:00"))],
+            tickets=[T.Ticket("revoke_consent", "маркетинг", "sms", d("2020-09-01T12:00"))],
+            web=[T.WebConsent("ads_email", True, "1", H["mail1"], d("2021-03-01T20:00"), "none")],
+        ),
+        {
+            ("marketing", "sms"): [
+                ("2020-03-01T10:00", "granted"),
+                ("2020-09-01T12:00", "revoked"),
+            ],
+            ("marketing", "email"): [("2021-03-01T20:00", NOT_ASKED)],
+            **{
+                ("processing", c): [
+                    ("2020-03-01T10:00", "granted"),
+                    ("2030-03-01T10:00", "expired"),
+                ]
+                for c in T.CHANNELS
+            },
+            ("processing", "sms"): [
+                ("2020-03-01T10:00", "granted"),
+                ("2020-09-01T12:00", "revoked"),
+            ],
+        },
+    )
+    # Fedor: a loan signed on 29 February 2020 carries ads_call v1 for 12 months (R3, matched by
+    # the contract-number mask): 29 February plus 12 months is 28 February 2021 (rule 2, months
+    # clamped to the month's end). A second loan of March 2021 is signed after R3 ended: it
+    # grants nothing (rule 1), so calls stay expired.
+    person(
+        "FEDOR",
+        T.Facts(
+            contracts=[
+                T.Contract("KR-2020-6", "LOANS", "LOAN", d("2020-02-29T10:00")),
+                T.Contract("KR-2021-7", "LOANS", "LOAN", d("2021-03-01T10:00")),
+            ]
+        ),
+        {
+            ("marketing", "call"): [
+                ("2020-02-29T10:00", "granted"),
+                ("2021-02-28T10:00", "expired"),
+            ],
+        },
+    )
+    return people
+
+
+def _hand_worked(timeline: list[tuple[str, str]], at: datetime) -> str:
+    status = T.NONE
+    for since, then in timeline:
+        if _dt(since) <= at:
+            status = then
+    return status
+
+
+def test_the_truth_writer_answers_hand_made_histories_as_worked_out_by_hand() -> None:
+    """expected_status.csv's writer (questions.ask), asked about hand-made histories at the
+    instants it picks, answers what the hand-worked timelines say, and leaves out what a
+    semantic choice decides."""
+    t0, t_end = datetime(2019, 1, 1), datetime(2024, 12, 31)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for person, timelines in _hand_made_people():
+        asked = 0
+        for seed in range(30):
+            rows = ask(person, HAND_CATALOG, random.Random(seed), 20, t0, t_end)
+            for pid, source, record, purpose, channel, partner, at, allowed, status in rows:
+                assert (pid, source, record, partner) == (
+                    person.person_id,
+                    "crm",
+                    f"K-{person.person_id}",
+                    "",
+                )
+                assert (purpose, channel) in ASKED
+                assert at.endswith("+03:00")  # Moscow wall-clock time, written with its zone
+                moment = datetime.fromisoformat(at).replace(tzinfo=None)
+                expected = _hand_worked(timelines.get((purpose, channel), []), moment)
+                assert (status, allowed) == (
+                    expected,
+                    "true" if expected == T.GRANTED else "false",
+                ), (person.person_id, purpose, channel, at)
+                seen[person.person_id].add(f"{purpose}/{channel}/{status}")
+                asked += 1
+        assert asked > 100, person.person_id
+    # the writer asked about every turn of every story
+    stories = {
+        "ANNA": {"marketing/sms/granted", "marketing/sms/expired", "marketing/call/none",
+                 "processing/call/granted", "processing/call/expired"},
+        "BORIS": {"marketing/sms/granted", "marketing/sms/revoked", "marketing/sms/expired",
+                  "marketing/call/revoked", "marketing/email/expired", "processing/sms/granted"},
+        "CLARA": {"marketing/sms/none", "marketing/sms/granted", "marketing/sms/revoked",
+                  "marketing/email/none"},
+        "DMITRY": {"marketing/sms/granted", "marketing/sms/restricted", "marketing/sms/expired",
+                   "marketing/call/granted", "marketing/call/expired", "processing/sms/granted"},
+        "ELENA": {"marketing/sms/revoked", "processing/sms/revoked", "processing/email/granted",
+                  "marketing/email/none"},
+        "FEDOR": {"marketing/call/granted", "marketing/call/expired"},
+    }  # fmt: skip
+    for who, turns in stories.items():
+        assert turns <= seen[who], (who, turns - seen[who])
+    # and at each turn itself: an hour after every step of every timeline begins, and an hour
+    # before it ends, the writer's answer (truth.unambiguous, what it writes for an instant it
+    # picked) is the hand-worked one, or none at all where a semantic choice decides
+    hour = timedelta(hours=1)
+    for person, timelines in _hand_made_people():
+        derived = T.derive(HAND_CATALOG, person.facts)
+        for (purpose, channel), timeline in timelines.items():
+            steps = [(_dt(since), status) for since, status in timeline]
+            probes = [(steps[0][0] - hour, T.NONE)]
+            for (since, status), (until, _) in zip(steps, [*steps[1:], (None, None)], strict=True):
+                probes.append((since + hour, status))
+                if until is not None:
+                    probes.append((until - hour, status))
+            for at, status in probes:
+                answer = T.unambiguous(derived, purpose, channel, at)
+                assert answer == (None if status == NOT_ASKED else status), (
+                    person.person_id,
+                    purpose,
+                    channel,
+                    at,
+                )
+    # a person who asked to be erased, or carries a deliberately bad row, is not asked about
+    anna, _ = _hand_made_people()[0]
+    for flag in ("excluded", "tainted"):
+        left_out = Person("ANNA", anna.facts, anna.records, **{flag: True})
+        assert ask(left_out, HAND_CATALOG, random.Random(0), 20, t0, t_end) == []
 
 
 def test_noise_rates_within_tolerance(run20k) -> None:

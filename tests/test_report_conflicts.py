@@ -4,7 +4,8 @@ One landing zone (the worked example plus small batches: a new catalog snapshot,
 ticks, letters, web events) holds one case of each conflict type and a negative control beside
 each; identity is given (client_xref and one ambiguous pair written as splink would), and dbt
 builds the consent models once for the module. A second fixture runs the models over generated
-feeds with the generator's identity truth and checks the report against what the feeds say.
+feeds with the generator's identity truth and checks the report against what the feeds say; three
+hand-made people are added to those feeds, so that no type is compared on an empty set.
 """
 
 from __future__ import annotations
@@ -513,11 +514,76 @@ def _expected_from_feeds(landing: Path):
     return ticks, missing, unconfirmed, shared, erased
 
 
+# The generator never writes a contract its matrix does not cover, nor a document attached to
+# two people, so that the comparison below cannot pass on empty sets the feeds get three
+# hand-made people on top: Gromov signs for a gadget the matrix has no rule for; Frolova opened
+# a deposit in 2014, before any rule of the matrix was in force; Yakovleva's complaint letter
+# was filed with a scan of Gromov's gadget contract. Their identity is added to the truth.
+EXTRA_SCAN = "https://scans.example.ru/extra/GAD-2024-9001.pdf"
+EXTRA_XREF = [
+    ("crm", "K-EXTRA-1", "P-EXTRA-GROMOV"),
+    ("crm", "K-EXTRA-2", "P-EXTRA-FROLOVA"),
+    ("helpdesk", "HD-EXTRA-3", "P-EXTRA-YAKOVLEVA"),
+]
+EXTRA_MISSING = {
+    ("P-EXTRA-GROMOV", "GAD-2024-9001"): "the product matrix has no rule for this product",
+    ("P-EXTRA-FROLOVA", "DEP-2014-9002"): "no rule of the product matrix for this product "
+    "was in force at signing",
+}
+EXTRA_SHARED = {(EXTRA_SCAN, "P-EXTRA-GROMOV"), (EXTRA_SCAN, "P-EXTRA-YAKOVLEVA")}
+
+
+def _add_hand_made_rows(landing: Path) -> None:
+    _batch(
+        landing,
+        "crm",
+        "2025-02-01",
+        {
+            "clients.csv": "\n".join(
+                [
+                    CLIENT_HEADER,
+                    "K-EXTRA-1,Громов,Глеб,,1979-03-04,,,,,2024-11-01T10:00:00",
+                    "K-EXTRA-2,Фролова,Фаина,,1950-05-06,,,,,2024-11-01T10:00:00",
+                ]
+            )
+            + "\n",
+            "contracts.csv": "\n".join(
+                [
+                    CONTRACT_HEADER,
+                    f"D-EXTRA-1,K-EXTRA-1,GAD-2024-9001,GADGETS,DRONE,Квадрокоптер,"
+                    f"2024-11-01T10:00:00,,MSK1,{EXTRA_SCAN}",
+                    "D-EXTRA-2,K-EXTRA-2,DEP-2014-9002,DEPOSIT,DEPOSIT,Вклад,"
+                    "2014-06-02T10:00:00,,MSK1,https://scans.example.ru/extra/DEP-2014-9002.pdf",
+                ]
+            )
+            + "\n",
+            "consent_flags.csv": FLAG_HEADER + "\n",
+        },
+    )
+    _batch(
+        landing,
+        "helpdesk",
+        "2025-02-01",
+        {
+            "tickets.csv": "\n".join(
+                [
+                    TICKET_HEADER,
+                    f"HD-EXTRA-3,2024-12-02T10:00:00,complaint,Яковлева Я.,,,,,,,,{EXTRA_SCAN},",
+                ]
+            )
+            + "\n"
+        },
+    )
+    with open(landing / "truth" / "person_xref.csv", "a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(EXTRA_XREF)
+
+
 @pytest.fixture(scope="module")
 def generated(server_url, tmp_path_factory):
     landing = tmp_path_factory.mktemp("conflicts-generated") / "landing"
     # more deliberately bad rows than usual, so that each wording problem occurs several times
     generate(landing, GeneratorConfig(clients=800, seed=17, bad_row_rate=0.03))
+    _add_hand_made_rows(landing)
     with fresh_database(server_url) as url:
         _build(url, landing, landing / "truth" / "person_xref.csv")
         with psycopg.connect(url, autocommit=True) as conn:
@@ -568,12 +634,16 @@ def test_on_generated_feeds_every_conflict_is_the_one_the_feeds_and_truth_imply(
     assert len(expected) >= 5
     assert found == expected
 
-    # contracts lacking a required consent (the generated matrix covers every product)
+    # contracts lacking a required consent: the generated matrix covers every generated
+    # product, so exactly Gromov's gadget and Frolova's 2014 deposit
+    assert missing == set(EXTRA_MISSING)
     rows = conn.execute(
         "select client_id, detail from consent.report_conflicts "
         "where conflict_type = 'contract_missing_consents'"
     ).fetchall()
     assert {(who, detail.split()[1].rstrip(":")) for who, detail in rows} == missing
+    for who, detail in rows:
+        assert EXTRA_MISSING[(who, detail.split()[1])] in detail
 
     # consents whose only basis now is an unconfirmed web form (truth.status with and without
     # unconfirmed web consents; erase requests, which the truth ignores, left out)
@@ -590,11 +660,14 @@ def test_on_generated_feeds_every_conflict_is_the_one_the_feeds_and_truth_imply(
     assert len(unconfirmed) >= 10
     assert {r for r in rows if r[0] not in erased} == unconfirmed
 
-    # the generator attaches every scan, letter, partner evidence and form log to one person
+    # the generator attaches every scan, letter, partner evidence and form log to one person:
+    # the only shared document is Gromov's contract scan on Yakovleva's complaint
+    assert shared == EXTRA_SHARED
     rows = conn.execute(
         "select split_part(detail, ' ', 2), client_id from consent.report_conflicts "
         "where conflict_type = 'shared_document'"
     ).fetchall()
+    assert len(rows) == len(shared)
     assert set(rows) == shared
     # identity came from the truth: no ambiguous pairs
     assert counts.get("ambiguous_identity", 0) == 0
