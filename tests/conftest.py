@@ -33,6 +33,16 @@ from pipelines.settings import CLOCK_ENV, MOSCOW, Settings, consent_now
 TEST_CLOCK = "2026-06-01T12:00:00+03:00"
 if not os.environ.get(CLOCK_ENV, "").strip():
     os.environ[CLOCK_ENV] = TEST_CLOCK
+# Parallel workers (pytest-xdist, `make test` runs one per core): each has a dbt target folder of
+# its own, so that two dbt invocations never write one partial-parse file or run_results.json at
+# once. The project's manifest (dbt_project/target/manifest.json, read by the Dagster
+# definitions) stays shared: assets/transform.py parses it under a lock.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and not os.environ.get("DBT_TARGET_PATH"):
+    from pipelines.settings import DBT_PROJECT_DIR
+
+    os.environ["DBT_TARGET_PATH"] = str(DBT_PROJECT_DIR / "target" / f"pytest-{_WORKER}")
+    os.environ["DBT_LOG_PATH"] = str(DBT_PROJECT_DIR / "logs" / f"pytest-{_WORKER}")
 # the instant of the stories on the worked example's fixed 2024-2025 data
 STORY_CLOCK = datetime(2026, 6, 1, 12, 0, tzinfo=MOSCOW)
 

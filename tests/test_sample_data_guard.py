@@ -109,7 +109,8 @@ def test_a_new_installation_generates_sample_feeds_first(database_url, tmp_path)
                 )
         assert started, run.communicate()
     finally:
-        run.send_signal(signal.SIGKILL)
+        # the whole group: a child left alive (dbt, a generator worker) would hold the pipes open
+        os.killpg(run.pid, signal.SIGKILL)
         run.communicate(timeout=60)
     landing = home / "landing"
     people = {
