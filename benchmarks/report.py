@@ -109,12 +109,17 @@ def per_size_table(
     benchmark: str, header: list[str], row: Callable[[dict], list[str] | None]
 ) -> Callable[[list[dict]], str]:
     """A table of one row per size of `benchmark` (its newest passed result, smallest size
-    first; `row` returns None to leave a result out), or NO_RESULTS. The frame is built here
-    once, so that every table picks and orders its results files alike."""
+    first; `row` returns None to leave a result out), or NO_RESULTS. Every such table ends with
+    the machine that measured the row and the results file it comes from: those two columns
+    are added here, so that every table picks, orders and sources its results files alike."""
 
     def render_table(results: list[dict]) -> str:
-        rows = [cells for r in newest_per_size(results, benchmark) if (cells := row(r)) is not None]
-        return table(header, rows) if rows else NO_RESULTS
+        rows = [
+            [*cells, machine(r), source(r)]
+            for r in newest_per_size(results, benchmark)
+            if (cells := row(r)) is not None
+        ]
+        return table([*header, "machine", "measured"], rows) if rows else NO_RESULTS
 
     return render_table
 
@@ -130,8 +135,6 @@ LOAD_HEADER = [
     "ingestion rows/s",
     "ingestion / `COPY`",
     "peak memory of the ingestion step",
-    "machine",
-    "measured",
 ]
 
 
@@ -149,12 +152,10 @@ def _load_row(r: dict) -> list[str]:
         "-" if ratio is None else f"{ratio:.0%}",
         f"loader {mib(m['tree_peak_mib'])}; PostgreSQL private "
         f"{mib(m['pg_private_peak_mib'])}, backend {mib(m['pg_backend_vmhwm_mib'])}",
-        machine(r),
-        source(r),
     ]
 
 
-GENERATION_HEADER = ["clients", "feed rows", "size", "time", "peak memory", "machine", "measured"]
+GENERATION_HEADER = ["clients", "feed rows", "size", "time", "peak memory"]
 
 
 def _generation_row(r: dict) -> list[str] | None:
@@ -167,8 +168,6 @@ def _generation_row(r: dict) -> list[str] | None:
         f"{r['figures']['input_mib']:.1f} MiB",
         s(g["seconds"]),
         mib(g.get("peak_rss_mib")) if g.get("peak_rss_mib") else "not measured",
-        machine(r),
-        source(r),
     ]
 
 
@@ -180,8 +179,6 @@ VALIDATION_HEADER = [
     "rows flagged",
     "generator bad rows flagged",
     "peak memory of a validation run",
-    "machine",
-    "measured",
 ]
 
 
@@ -202,8 +199,6 @@ def _validation_row(r: dict) -> list[str]:
         f"{n(f['generator_bad_rows_for_validation'])}",
         f"validation {mib(max(m['tree_peak_mib'] for m in runs))}; PostgreSQL private "
         f"{mib(max(m['pg_private_peak_mib'] or 0 for m in runs) or None)}",
-        machine(r),
-        source(r),
     ]
 
 
@@ -216,8 +211,6 @@ DERIVATION_HEADER = [
     "lookup p50 / p99",
     "segment",
     "peak memory of the `dbt build`",
-    "machine",
-    "measured",
 ]
 
 
@@ -234,8 +227,6 @@ def _derivation_row(r: dict) -> list[str]:
         f"{f['lookup_p50_ms']:.2f} / {f['lookup_p99_ms']:.2f} ms",
         f"{n(f['segment_records'])} in {s(f['segment_seconds'], 2)}",
         f"dbt {mib(m['children_hwm_mib'])}; PostgreSQL private {mib(m['pg_private_peak_mib'])}",
-        machine(r),
-        source(r),
     ]
 
 
@@ -261,8 +252,6 @@ IDENTITY_HEADER = [
     "F1",
     "resolve time",
     "peak memory (read + resolve)",
-    "machine",
-    "measured",
 ]
 
 
@@ -278,8 +267,6 @@ def _identity_row(r: dict) -> list[str]:
         f"{f['f1']:.4f}",
         s(f["resolve_seconds"]),
         mib(f["memory"]["tree_peak_mib"]),
-        machine(r),
-        source(r),
     ]
 
 

@@ -14,6 +14,20 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+#: every variable that says where and how the product sends mail (pipelines/notifications.py,
+#: smtp_settings_from_env): a test clears them all first, so that nothing from the environment
+#: the suite runs in (a real server, a login) reaches the settings it builds
+SMTP_VARIABLES = (
+    "CONSENT_SMTP_HOST",
+    "CONSENT_SMTP_PORT",
+    "CONSENT_SMTP_USER",
+    "CONSENT_SMTP_PASSWORD",
+    "CONSENT_SMTP_STARTTLS",
+    "CONSENT_SMTP_SSL",
+    "CONSENT_SMTP_FROM",
+    "CONSENT_DIGEST_TO",
+)
+
 
 class Mailbox:
     """An aiosmtpd handler that keeps every message it is given."""

@@ -8,21 +8,16 @@ every missing range are written again from the table, atomically.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from assets.change_feed import sync_change_files
+from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples, kill_9, start_paused
 from tests.conftest import EXAMPLES, fresh_database
 
-CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
 LETTER = (
     "HD-11,2025-03-03T09:00:00,revoke_consent,Соколова М.А.,1988-11-02,+79035551234,,,,"
     "marketing,email,https://scans.example.ru/letters/HD-11.pdf,\n"
@@ -60,31 +55,19 @@ def assert_files_match_the_table(conn: psycopg.Connection, folder: Path) -> list
 def fed(server_url, tmp_path_factory):
     """Run 1 killed with kill -9 after its changes were committed, before their file; run 2."""
     root = tmp_path_factory.mktemp("change-files")
-    landing, home = root / "landing", root / "home"
-    shutil.copytree(EXAMPLES, landing)
+    landing, home = copy_examples(root)
     with fresh_database(server_url) as url:
-        env = {
-            **os.environ,
-            "COLUMNS": "120",
-            "CONSENT_HOME": str(home),
-            "CONSENT_LANDING_DIR": str(landing),
-            "CONSENT_DATABASE_URL": url,
-        }
-        killed = subprocess.Popen(
+        env = cli_env(home, landing, url)
+        killed, marker = start_paused(
             [CONSENT_CENTER, "run"],
-            env={**env, "CONSENT_TEST_PAUSE_AT": "change_feed_committed"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            env,
+            home,
+            "change_feed_committed",
+            timeout=900,
+            what="run 1 never reached its change feed",
+            poll=0.5,
         )
-        marker = home / "paused-at-change_feed_committed"
-        deadline = time.monotonic() + 900
-        while not marker.exists():
-            assert killed.poll() is None, killed.communicate()
-            assert time.monotonic() < deadline, "run 1 never reached its change feed"
-            time.sleep(0.5)
-        killed.send_signal(signal.SIGKILL)
-        killed.communicate(timeout=60)
+        kill_9(killed)
         marker.unlink()
         folder = home / "reports" / "changes"
         with psycopg.connect(url, autocommit=True) as conn:

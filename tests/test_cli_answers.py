@@ -11,17 +11,14 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import EXAMPLES, fresh_database
-
-CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
+from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples
+from tests.conftest import fresh_database
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
@@ -37,14 +34,9 @@ def _cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
 @pytest.fixture(scope="module")
 def built(server_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-answers")
-    landing = root / "landing"
-    shutil.copytree(EXAMPLES, landing)
+    landing, home = copy_examples(root)
     with fresh_database(server_url) as url:
-        env = {
-            "CONSENT_DATABASE_URL": url,
-            "CONSENT_HOME": str(root / "home"),
-            "CONSENT_LANDING_DIR": str(landing),
-        }
+        env = cli_env(home, landing, url)
         result = _cli("run", env=env, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
         with psycopg.connect(url, autocommit=True) as conn:

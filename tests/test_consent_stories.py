@@ -7,9 +7,7 @@ asks its questions. The late-paper story adds a batch and runs the pipeline a se
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import shutil
 from datetime import datetime
@@ -23,6 +21,7 @@ from pipelines.run import run_pipeline
 from pipelines.settings import Settings
 from sources import crm, helpdesk, partner
 from tests.conftest import fresh_database
+from tests.landing_batches import csv_text, write_batch
 
 WORDINGS = {
     ("pd_basic", "1"): ("2015-01-01", "", "Даю согласие на обработку персональных данных."),
@@ -36,23 +35,6 @@ WORDINGS = {
 
 def sha(code: str, version: str) -> str:
     return hashlib.sha256(WORDINGS[(code, version)][2].encode()).hexdigest()
-
-
-def _csv(rows: list[dict], header: list[str]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: row.get(key, "") for key in header})
-    return out.getvalue()
-
-
-def _batch(root: Path, source: str, batch_id: str, files: dict[str, str]) -> None:
-    folder = root / source / batch_id
-    folder.mkdir(parents=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    (folder / "_SUCCESS").touch()
 
 
 # headers as the contract declares them (sources/*.py)
@@ -71,12 +53,12 @@ def _catalog(root: Path) -> None:
         ("ads_email", "marketing", "email", "", "36"),
         ("ads_post", "marketing", "post", "", "24"),
     ]
-    _batch(
+    write_batch(
         root,
         "catalog",
         "2015-01-01",
         {
-            "consent_types.csv": _csv(
+            "consent_types.csv": csv_text(
                 [
                     dict(
                         zip(
@@ -96,7 +78,7 @@ def _catalog(root: Path) -> None:
                     "description",
                 ],
             ),
-            "wordings.csv": _csv(
+            "wordings.csv": csv_text(
                 [
                     {
                         "consent_code": c,
@@ -117,7 +99,7 @@ def _catalog(root: Path) -> None:
                     "text_sha256",
                 ],
             ),
-            "product_matrix.csv": _csv(
+            "product_matrix.csv": csv_text(
                 [
                     {
                         "rule_id": "M1",
@@ -165,7 +147,7 @@ def _catalog(root: Path) -> None:
                     "effective_to",
                 ],
             ),
-            "crm_flag_map.csv": _csv(
+            "crm_flag_map.csv": csv_text(
                 [
                     {"flag_code": "SMS_OK", "consent_code": "ads_sms"},
                     {"flag_code": "CALL_OK", "consent_code": "ads_call"},
@@ -313,33 +295,33 @@ def _landing(root: Path) -> None:
             "set_by": "op1",
         },
     ]
-    _batch(
+    write_batch(
         root,
         "crm",
         "2024-01-01",
         {
-            "clients.csv": _csv(clients, CLIENT_HEADER),
-            "contracts.csv": _csv(contracts, CONTRACT_HEADER),
-            "consent_flags.csv": _csv(flags, FLAG_HEADER),
+            "clients.csv": csv_text(clients, CLIENT_HEADER),
+            "contracts.csv": csv_text(contracts, CONTRACT_HEADER),
+            "consent_flags.csv": csv_text(flags, FLAG_HEADER),
         },
     )
     # 3. a second CRM export after the letter still shows the old tick (its old set_at)
-    _batch(
+    write_batch(
         root,
         "crm",
         "2024-03-01",
         {
-            "clients.csv": _csv([], CLIENT_HEADER),
-            "contracts.csv": _csv([], CONTRACT_HEADER),
-            "consent_flags.csv": _csv(flags, FLAG_HEADER),
+            "clients.csv": csv_text([], CLIENT_HEADER),
+            "contracts.csv": csv_text([], CONTRACT_HEADER),
+            "consent_flags.csv": csv_text(flags, FLAG_HEADER),
         },
     )
-    _batch(
+    write_batch(
         root,
         "helpdesk",
         "2024-02-01",
         {
-            "tickets.csv": _csv(
+            "tickets.csv": csv_text(
                 [
                     # 2. letter quoting the card: all marketing, every channel, every product
                     {
@@ -435,13 +417,13 @@ def _landing(root: Path) -> None:
             ],
         ),
     ]
-    _batch(root, "web", "2024-02-15", {"events.jsonl": "\n".join(web) + "\n"})
-    _batch(
+    write_batch(root, "web", "2024-02-15", {"events.jsonl": "\n".join(web) + "\n"})
+    write_batch(
         root,
         "partner",
         "2024-02-01",
         {
-            "partner_clients.csv": _csv(
+            "partner_clients.csv": csv_text(
                 [
                     # 10. the partner restricts calls for its client, whatever the card says
                     {
@@ -607,7 +589,7 @@ def test_a_late_paper_contract_changes_history_from_its_signing(pipeline):
         pipeline["landing"] / "crm" / "2024-03-01", pipeline["landing"] / "crm" / "2024-09-01"
     )
     late = pipeline["landing"] / "crm" / "2024-09-01" / "contracts.csv"
-    late.write_text(_csv([LATE_PAPER], CONTRACT_HEADER), encoding="utf-8")
+    late.write_text(csv_text([LATE_PAPER], CONTRACT_HEADER), encoding="utf-8")
     summary = run_pipeline(pipeline["settings"])
     assert summary.ok and summary.batches_loaded == 1
     answer = ask(pipeline, *question)

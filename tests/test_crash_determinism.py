@@ -16,15 +16,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
 from sources.generator import GeneratorConfig, generate
+from tests.cli_runs import cli_env, run_cli, start_run_in_own_group
 from tests.conftest import fresh_database
-from tests.test_identity_determinism import by_records, cli_env, run_cli
+from tests.test_identity_determinism import by_records
 
 CLIENTS, SEED, KILLS = 20_000, 11, 5
 TABLES = (
@@ -61,13 +61,7 @@ def differences(one: dict, other: dict) -> dict[str, tuple[int, int]]:
 
 def kill_after(env: dict, seconds: float) -> int | None:
     """Start a run and SIGKILL its process group after `seconds`; its exit code if it ended."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_run_in_own_group(env)
     try:
         return proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:

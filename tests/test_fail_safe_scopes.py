@@ -14,8 +14,6 @@ write it, and dbt builds the consent models once for the module.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 from datetime import datetime
@@ -29,6 +27,7 @@ from pipelines.answers import MOSCOW, can_contact
 from pipelines.dbt_cli import run_dbt
 from sources import crm, helpdesk, partner
 from tests.conftest import EXAMPLES, fresh_database, load_and_stage
+from tests.landing_batches import csv_text, write_batch
 
 SHARE_BETA_SHA = "853766a40719856022d592ec97e9220714f039bb4427e7187554711aeffbc861"
 
@@ -59,41 +58,24 @@ LETTERS = [
 ]
 
 
-def _csv(header: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: row.get(key, "") for key in header})
-    return out.getvalue()
-
-
-def _batch(root: Path, source: str, batch_id: str, files: dict[str, str]) -> None:
-    folder = root / source / batch_id
-    folder.mkdir(parents=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    (folder / "_SUCCESS").touch()
-
-
 def _landing(root: Path) -> None:
     shutil.copytree(EXAMPLES / "catalog", root / "catalog")
     clients = {"K-21": "Иванова", "K-22": "Петров", "K-23": "Сидорова", "K-24": "Глебов"}
-    _batch(
+    write_batch(
         root,
         "crm",
         "2024-01-15",
         {
-            "clients.csv": _csv(
-                crm.CLIENTS.column_names,
-                [
+            "clients.csv": csv_text(
+                header=crm.CLIENTS.column_names,
+                rows=[
                     {"crm_client_id": k, "last_name": name, "updated_at": "2024-01-15T00:00:00"}
                     for k, name in clients.items()
                 ],
             ),
-            "contracts.csv": _csv(
-                crm.CONTRACTS.column_names,
-                [
+            "contracts.csv": csv_text(
+                header=crm.CONTRACTS.column_names,
+                rows=[
                     {
                         "contract_id": f"D-{k}",
                         "crm_client_id": k,
@@ -106,9 +88,9 @@ def _landing(root: Path) -> None:
                     for k in clients
                 ],
             ),
-            "consent_flags.csv": _csv(
-                crm.CONSENT_FLAGS.column_names,
-                [
+            "consent_flags.csv": csv_text(
+                header=crm.CONSENT_FLAGS.column_names,
+                rows=[
                     {
                         "crm_client_id": k,
                         "flag_code": flag,
@@ -142,15 +124,15 @@ def _landing(root: Path) -> None:
         "ip": "203.0.113.9",
         "evidence_url": "https://logs.example.ru/EV-23",
     }
-    _batch(root, "web", "2024-01-20", {"events.jsonl": json.dumps(vera_shares) + "\n"})
-    _batch(
+    write_batch(root, "web", "2024-01-20", {"events.jsonl": json.dumps(vera_shares) + "\n"})
+    write_batch(
         root,
         "helpdesk",
         "2024-03-01",
         {
-            "tickets.csv": _csv(
-                helpdesk.TICKETS.column_names,
-                [
+            "tickets.csv": csv_text(
+                header=helpdesk.TICKETS.column_names,
+                rows=[
                     {
                         "ticket_id": ticket,
                         "received_at": "2024-03-01T10:00:00",
@@ -183,14 +165,14 @@ def _landing(root: Path) -> None:
         ("2024-02-02", {"consent_code": "ads_email", "granted": "true"}),
     ]
     for day, row in partner_feed:
-        _batch(
+        write_batch(
             root,
             "partner",
             day,
             {
-                "partner_clients.csv": _csv(
-                    partner.PARTNER_CLIENTS.column_names,
-                    [{**beta, **row, "obtained_at": f"{day}T00:00:00"}],
+                "partner_clients.csv": csv_text(
+                    header=partner.PARTNER_CLIENTS.column_names,
+                    rows=[{**beta, **row, "obtained_at": f"{day}T00:00:00"}],
                 )
             },
         )

@@ -11,9 +11,6 @@ a deadline on the production calendar, and the reports reach the DPOs' folder.
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import psycopg
 import pytest
 
 from sources.generator import GeneratorConfig, generate
+from tests.cli_runs import cli_env, run_cli
 
 REQUESTS = ("revoke_consent", "restrict_processing", "erase_data")
 
@@ -33,21 +31,7 @@ def generated_run(server_url, tmp_path_factory):
     landing = root / "landing"
     generate(landing, GeneratorConfig(clients=1_500, seed=21))
     with fresh_database(server_url) as url:
-        env = {
-            **os.environ,
-            "CONSENT_HOME": str(root / "home"),
-            "CONSENT_LANDING_DIR": str(landing),
-            "CONSENT_DATABASE_URL": url,
-            "COLUMNS": "120",
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        done = run_cli(cli_env(root / "home", landing, url))
         with psycopg.connect(url, autocommit=True) as conn:
             yield landing, root / "home", conn, done.stdout
 

@@ -18,8 +18,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +26,7 @@ import psycopg
 import pytest
 
 from sources.generator import GeneratorConfig, generate
+from tests.cli_runs import cli_env, run_cli, start_run_in_own_group
 from tests.conftest import fresh_database
 from tests.test_identity_reports import files_with, personal_values
 
@@ -42,28 +41,6 @@ TABLES = (
     "golden_consent",
 )
 POSSIBLE_MATCH = "doubt_reason like '%possible_match_revocation_honoured%'"
-
-
-def cli_env(home: Path, landing: Path, url: str) -> dict:
-    return {
-        **os.environ,
-        "CONSENT_HOME": str(home),
-        "CONSENT_LANDING_DIR": str(landing),
-        "CONSENT_DATABASE_URL": url,
-        "COLUMNS": "120",
-    }
-
-
-def run_cli(env: dict) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
 
 
 def snapshot(conn: psycopg.Connection, name: str) -> dict[str, int]:
@@ -185,13 +162,7 @@ def by_records(conn: psycopg.Connection, table: str) -> Counter:
 def kill_during_identity(env: dict, server_url: str, dbname: str, rng: random.Random) -> str:
     """Start a run; once identity resolution has read its inputs (its connection's last query
     reads the previous ambiguous pairs) or is writing, SIGKILL the run's whole process group."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_run_in_own_group(env)
     seen = None
     deadline = time.monotonic() + 900
     with psycopg.connect(server_url, autocommit=True) as admin:

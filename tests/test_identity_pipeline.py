@@ -31,6 +31,7 @@ from sources.landing import all_complete_batches
 from sources.loader import load_batch
 from sources.phones import refresh_phone_numbers
 from sources.schema import ensure_schema
+from tests.cli_runs import KILL, kill_9, start_paused
 from tests.conftest import EXAMPLES, fresh_database
 
 MARIA = [("crm", "K-1"), ("crm", "K-3"), ("web", "ACC-501")]
@@ -44,15 +45,21 @@ union select source, source_record_id from staging.stg_partner__clients
 """
 
 
-@pytest.fixture(scope="module")
-def staged_url(server_url):
-    with fresh_database(server_url) as url, psycopg.connect(url, autocommit=True) as conn:
+def _load_and_stage_examples(url: str) -> None:
+    """The worked example loaded batch by batch, its phones, then its staging views."""
+    with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         for batch in all_complete_batches(EXAMPLES):
             load_batch(conn, batch.source, batch.path)
         refresh_phone_numbers(conn)
-        # the dbt beside this interpreter, as the product runs it (PATH may not hold it)
-        run_dbt(url, "build", "--select", "staging", timeout=600)
+    # the dbt beside this interpreter, as the product runs it (PATH may not hold it)
+    run_dbt(url, "build", "--select", "staging", timeout=600)
+
+
+@pytest.fixture(scope="module")
+def staged_url(server_url):
+    with fresh_database(server_url) as url:
+        _load_and_stage_examples(url)
         yield url
 
 
@@ -228,39 +235,21 @@ def test_a_resolution_killed_with_sigkill_mid_write_leaves_nothing_and_the_rerun
     inside the write's transaction; the identity tables keep their state (here: empty, a new
     installation), and the next resolution publishes what an uninterrupted one does."""
     import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     with fresh_database(server_url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            ensure_schema(conn)
-            for batch in all_complete_batches(EXAMPLES):
-                load_batch(conn, batch.source, batch.path)
-            refresh_phone_numbers(conn)
-        run_dbt(url, "build", "--select", "staging", timeout=600)
+        _load_and_stage_examples(url)
         home = tmp_path / "home"
-        child = subprocess.Popen(
+        child, marker = start_paused(
             [sys.executable, "-c", CHILD, url, str(home)],
-            env={
-                **os.environ,
-                "CONSENT_HOME": str(home),
-                "CONSENT_TEST_PAUSE_AT": "identity_xref_copied",
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            {**os.environ, "CONSENT_HOME": str(home)},
+            home,
+            "identity_xref_copied",
+            timeout=300,
+            what="the resolution never reached its write",
         )
-        marker = home / "paused-at-identity_xref_copied"
-        deadline = time.monotonic() + 300
-        while not marker.exists():
-            assert child.poll() is None, child.communicate()
-            assert time.monotonic() < deadline, "the resolution never reached its write"
-            time.sleep(0.2)
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=60)
-        assert child.returncode == -signal.SIGKILL
+        kill_9(child)
+        assert child.returncode == -KILL
         marker.unlink()
         with psycopg.connect(url, autocommit=True) as conn:
             assert conn.execute("select count(*) from consent.client_xref").fetchone()[0] == 0

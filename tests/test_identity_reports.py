@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -26,6 +24,7 @@ from assets.depersonalisation import depersonalisation
 from assets.identity.assets import run_identity_resolution
 from assets.identity.charts import DASHBOARD_FILES
 from pipelines.resources import ConsentCenterResource
+from tests.cli_runs import cli_env, run_cli
 from tests.conftest import EXAMPLES, fresh_database, load_and_stage
 
 
@@ -81,26 +80,12 @@ def setup(server_url, tmp_path_factory):
             home=str(home), landing_dir=str(EXAMPLES), database_url=url
         )
         result = run_identity_resolution(resource)
-        env = {
-            **os.environ,
-            "CONSENT_HOME": str(home),
-            "CONSENT_LANDING_DIR": str(EXAMPLES),
-            "CONSENT_DATABASE_URL": url,
-            "COLUMNS": "200",
-        }
+        env = cli_env(home, EXAMPLES, url, columns="200")
         yield {"home": home, "url": url, "resource": resource, "result": result, "env": env}
 
 
 def identity_report(env: dict, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "identity-report", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return run_cli(env, "identity-report", *args, timeout=600)
 
 
 def test_the_worked_example_has_passports_and_phones_to_look_for():

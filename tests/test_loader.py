@@ -11,6 +11,7 @@ from sources import SOURCES
 from sources.landing import all_complete_batches, complete_batches
 from sources.loader import load_batch
 from sources.readers import BatchFileError
+from tests.landing_batches import write_batch
 
 HEADERS = {
     spec.file_name: ",".join(spec.column_names)
@@ -35,18 +36,8 @@ def _rejections(conn, source: str):
     ).fetchall()
 
 
-def _batch(root: Path, source: str, batch_id: str, files: dict[str, bytes | str]) -> Path:
-    folder = root / source / batch_id
-    folder.mkdir(parents=True)
-    for name, content in files.items():
-        data = content.encode() if isinstance(content, str) else content
-        (folder / name).write_bytes(data)
-    (folder / "_SUCCESS").touch()
-    return folder
-
-
 def _crm_batch(root: Path, clients: str, batch_id: str = "2024-07-01") -> Path:
-    return _batch(
+    return write_batch(
         root,
         "crm",
         batch_id,
@@ -156,7 +147,7 @@ def test_broken_encoding_is_rejected_by_line(conn, tmp_path):
 
 def test_unknown_enum_values_and_booleans_are_rejected(conn, tmp_path):
     header = HEADERS["tickets.csv"]
-    folder = _batch(
+    folder = write_batch(
         tmp_path,
         "helpdesk",
         "2024-07-01",
@@ -177,7 +168,7 @@ def test_unknown_enum_values_and_booleans_are_rejected(conn, tmp_path):
             "access_request, complaint",
         )
     ]
-    flags = _batch(
+    flags = write_batch(
         tmp_path,
         "crm",
         "2024-07-02",
@@ -208,7 +199,7 @@ def test_web_lines_that_are_not_json_objects_are_rejected_by_line(conn, tmp_path
         event % (6, "consent_given", '"ads_sms"'),  # consents is not a list
         event % (7, "consent_withdrawn", '[{"consent_code": "ads_sms", "granted": false}]'),
     ]
-    folder = _batch(tmp_path, "web", "2024-07-01", {"events.jsonl": "\n".join(lines) + "\n"})
+    folder = write_batch(tmp_path, "web", "2024-07-01", {"events.jsonl": "\n".join(lines) + "\n"})
     result = load_batch(conn, "web", folder)
     assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (7, 2, 5)
     assert [(r[1], r[4]) for r in _rejections(conn, "web")] == [
@@ -307,18 +298,16 @@ def test_a_load_killed_with_sigkill_after_its_first_file_leaves_nothing_and_relo
     open, after its first file was copied in (the test hook `batch_file_loaded`); nothing of the
     batch is visible, and loading it again gives exactly what one uninterrupted load gives."""
     import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     import psycopg
 
+    from tests.cli_runs import KILL, kill_9, start_paused
     from tests.conftest import fresh_database
 
     batch = complete_batches(examples, "crm")[0]
     home = tmp_path / "home"
-    child = subprocess.Popen(
+    child, marker = start_paused(
         [
             sys.executable,
             "-c",
@@ -330,25 +319,16 @@ def test_a_load_killed_with_sigkill_after_its_first_file_leaves_nothing_and_relo
             database_url,
             str(batch.path),
         ],
-        env={
-            **os.environ,
-            "CONSENT_HOME": str(home),
-            "CONSENT_TEST_PAUSE_AT": "batch_file_loaded",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        {**os.environ, "CONSENT_HOME": str(home)},
+        home,
+        "batch_file_loaded",
+        timeout=120,
+        what="the load never reached its first file",
+        poll=0.1,
     )
-    marker = home / "paused-at-batch_file_loaded"
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert child.poll() is None, child.communicate()
-        assert time.monotonic() < deadline, "the load never reached its first file"
-        time.sleep(0.1)
     # the first file is in the child's open transaction (its partitions locked): kill it there
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    kill_9(child)
+    assert child.returncode == -KILL
 
     # nothing of the batch: no raw row, no registration (the open transaction died with it)
     assert all(_count(conn, spec.table) == 0 for spec in SOURCES["crm"].tables)

@@ -30,22 +30,13 @@ from pipelines.notifications import (
 )
 from pipelines.resources import ConsentCenterResource
 from tests.conftest import clock, fresh_database
-from tests.smtp_server import Mailbox, OsPortController
+from tests.smtp_server import SMTP_VARIABLES, Mailbox, OsPortController
 
 PERSON = "Иванова Мария Петровна"
 PHONE = "+79161234567"
 
-SMTP_VARIABLES = (
-    "CONSENT_SMTP_HOST",
-    "CONSENT_SMTP_PORT",
-    "CONSENT_SMTP_USER",
-    "CONSENT_SMTP_PASSWORD",
-    "CONSENT_SMTP_STARTTLS",
-    "CONSENT_SMTP_SSL",
-    "CONSENT_SMTP_FROM",
-    "CONSENT_DIGEST_TO",
-    "CONSENT_DIGEST_NEAR_DAYS",
-)
+# the mail settings, and how near a deadline must be for the digest to name it
+DIGEST_VARIABLES = (*SMTP_VARIABLES, "CONSENT_DIGEST_NEAR_DAYS")
 
 # the report rows are dated relative to the session's clock (CONSENT_NOW, tests/conftest.py), the
 # instant the digest is built at; reports_url sets it in the session that writes them
@@ -98,7 +89,7 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
 
 @pytest.fixture
 def no_smtp(monkeypatch) -> None:
-    for name in SMTP_VARIABLES:
+    for name in DIGEST_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -10,9 +10,6 @@ the lock free. The runs are held at a known step with the test hook CONSENT_TEST
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,35 +20,22 @@ from dagster import DagsterInstance, SkipReason, build_sensor_context
 
 from pipelines.resources import ConsentCenterResource
 from pipelines.sensors import landing_zone_sensor
+from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples, kill_9, start_paused
 
 BIN = Path(sys.executable).parent
-CONSENT_CENTER = str(BIN / "consent-center")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env(home: Path, landing: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "COLUMNS": "120", "CONSENT_HOME": str(home)}
-    env["CONSENT_LANDING_DIR"] = str(landing)
-    env.pop("CONSENT_TEST_PAUSE_AT", None)
-    env.update(extra)
-    return env
 
 
 def _start_paused(env: dict[str, str], home: Path) -> subprocess.Popen:
     """`consent-center run` held right after it took the run lock."""
-    run = subprocess.Popen(
+    run, _ = start_paused(
         [CONSENT_CENTER, "run"],
-        env={**env, "CONSENT_TEST_PAUSE_AT": "locked"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        home,
+        "locked",
+        timeout=120,
+        what="the run never reached the run lock",
     )
-    marker = home / "paused-at-locked"
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert run.poll() is None, run.communicate()
-        assert time.monotonic() < deadline, "the run never reached the run lock"
-        time.sleep(0.2)
     return run
 
 
@@ -72,9 +56,8 @@ def _batches(url: str) -> int:
 def test_a_second_run_is_refused_naming_the_run_in_progress_and_a_dagster_run_waits(
     database_url, examples, tmp_path
 ):
-    landing, home = tmp_path / "landing", tmp_path / "home"
-    shutil.copytree(examples, landing)
-    env = _env(home, landing)
+    landing, home = copy_examples(tmp_path, examples)
+    env = cli_env(home, landing)
     first = _start_paused(env, home)
     try:
         run_id, description, pid, _, finished = _holder(database_url)
@@ -152,13 +135,11 @@ def test_a_second_run_is_refused_naming_the_run_in_progress_and_a_dagster_run_wa
 def test_a_run_killed_with_kill_9_leaves_the_lock_free_and_the_next_run_proceeds(
     database_url, examples, tmp_path
 ):
-    landing, home = tmp_path / "landing", tmp_path / "home"
-    shutil.copytree(examples, landing)
-    env = _env(home, landing)
+    landing, home = copy_examples(tmp_path, examples)
+    env = cli_env(home, landing)
     killed = _start_paused(env, home)
     killed_id = _holder(database_url)[0]
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
+    kill_9(killed)
     (home / "paused-at-locked").unlink()
 
     # nothing to clean up: the next run takes the lock (it reaches the step after it) ...

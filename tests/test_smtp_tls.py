@@ -16,7 +16,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipelines.notifications import send_email, smtp_settings_from_env
-from tests.smtp_server import Mailbox, OsPortController, self_signed_certificate
+from tests.smtp_server import SMTP_VARIABLES, Mailbox, OsPortController, self_signed_certificate
 
 # ASCII: smtplib encodes AUTH PLAIN/LOGIN credentials as ASCII
 # the implicit-TLS server needs no STARTTLS before AUTH; aiosmtpd warns about that regardless
@@ -52,16 +52,7 @@ def certificate(tmp_path, monkeypatch):
 
 @pytest.fixture
 def environment(monkeypatch):
-    for name in (
-        "CONSENT_SMTP_HOST",
-        "CONSENT_SMTP_PORT",
-        "CONSENT_SMTP_USER",
-        "CONSENT_SMTP_PASSWORD",
-        "CONSENT_SMTP_STARTTLS",
-        "CONSENT_SMTP_SSL",
-        "CONSENT_SMTP_FROM",
-        "CONSENT_DIGEST_TO",
-    ):
+    for name in SMTP_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CONSENT_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("CONSENT_SMTP_FROM", "consent-center@bank.example")
@@ -101,6 +92,16 @@ def ssl_server(certificate) -> Iterator[tuple[Mailbox, OsPortController, Logins]
         yield mailbox, controller, logins
 
 
+def _log_in_at(environment, controller, *, password: str = PASSWORD, **flags: str) -> None:
+    """Point the product at `controller`'s port as USER with `password`; each of `flags`
+    (starttls, ssl) sets CONSENT_SMTP_<FLAG> to its value, as an operator writes it."""
+    environment.setenv("CONSENT_SMTP_PORT", str(controller.port))
+    for flag, value in flags.items():
+        environment.setenv(f"CONSENT_SMTP_{flag.upper()}", value)
+    environment.setenv("CONSENT_SMTP_USER", USER)
+    environment.setenv("CONSENT_SMTP_PASSWORD", password)
+
+
 def _message() -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = "consent-center: test"
@@ -110,10 +111,7 @@ def _message() -> EmailMessage:
 
 def test_starttls_then_login_delivers_the_message(starttls_server, environment):
     mailbox, controller, logins = starttls_server
-    environment.setenv("CONSENT_SMTP_PORT", str(controller.port))
-    environment.setenv("CONSENT_SMTP_STARTTLS", "true")
-    environment.setenv("CONSENT_SMTP_USER", USER)
-    environment.setenv("CONSENT_SMTP_PASSWORD", PASSWORD)
+    _log_in_at(environment, controller, starttls="true")
     settings = smtp_settings_from_env()
     assert (settings.starttls, settings.ssl, settings.port) == (True, False, controller.port)
     send_email(settings, _message())
@@ -127,9 +125,7 @@ def test_without_starttls_the_starttls_server_refuses_and_nothing_is_sent(
     starttls_server, environment
 ):
     mailbox, controller, logins = starttls_server
-    environment.setenv("CONSENT_SMTP_PORT", str(controller.port))
-    environment.setenv("CONSENT_SMTP_USER", USER)
-    environment.setenv("CONSENT_SMTP_PASSWORD", PASSWORD)
+    _log_in_at(environment, controller)  # no STARTTLS
     with pytest.raises(smtplib.SMTPException):
         send_email(smtp_settings_from_env(), _message())
     assert mailbox.envelopes == [] and logins.attempts == []  # the password never went in clear
@@ -137,10 +133,7 @@ def test_without_starttls_the_starttls_server_refuses_and_nothing_is_sent(
 
 def test_a_wrong_password_is_refused(starttls_server, environment):
     mailbox, controller, logins = starttls_server
-    environment.setenv("CONSENT_SMTP_PORT", str(controller.port))
-    environment.setenv("CONSENT_SMTP_STARTTLS", "yes")
-    environment.setenv("CONSENT_SMTP_USER", USER)
-    environment.setenv("CONSENT_SMTP_PASSWORD", "wrong")
+    _log_in_at(environment, controller, password="wrong", starttls="yes")
     with pytest.raises(smtplib.SMTPAuthenticationError):
         send_email(smtp_settings_from_env(), _message())
     assert mailbox.envelopes == []
@@ -150,10 +143,7 @@ def test_a_wrong_password_is_refused(starttls_server, environment):
 
 def test_implicit_tls_with_login_delivers_the_message(ssl_server, environment):
     mailbox, controller, logins = ssl_server
-    environment.setenv("CONSENT_SMTP_PORT", str(controller.port))
-    environment.setenv("CONSENT_SMTP_SSL", "1")
-    environment.setenv("CONSENT_SMTP_USER", USER)
-    environment.setenv("CONSENT_SMTP_PASSWORD", PASSWORD)
+    _log_in_at(environment, controller, ssl="1")
     settings = smtp_settings_from_env()
     assert (settings.ssl, settings.starttls) == (True, False)
     send_email(settings, _message())

@@ -18,6 +18,7 @@ import pytest
 from sources import crm, helpdesk, partner
 from sources.loader import load_batch
 from sources.readers import BatchFileError
+from tests.landing_batches import write_batch
 
 TICKETS = ",".join(helpdesk.TICKETS.column_names)
 CLIENTS = ",".join(crm.CLIENTS.column_names)
@@ -28,13 +29,9 @@ ARRIVAL = datetime(2024, 6, 11, 9, 0, tzinfo=UTC)
 
 
 def _batch(root: Path, source: str, batch_id: str, files: dict[str, bytes]) -> Path:
-    folder = root / source / batch_id
-    folder.mkdir(parents=True)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    marker = folder / "_SUCCESS"
-    marker.touch()
-    os.utime(marker, (ARRIVAL.timestamp(), ARRIVAL.timestamp()))
+    """A complete batch that arrived at ARRIVAL (its _SUCCESS marker's time)."""
+    folder = write_batch(root, source, batch_id, files)
+    os.utime(folder / "_SUCCESS", (ARRIVAL.timestamp(), ARRIVAL.timestamp()))
     return folder
 
 
