@@ -105,9 +105,7 @@ def grant_role_to_login(conn: psycopg.Connection, role: str, login: str) -> str 
             raise AccessError(f"role {login} exists but cannot log in; give it LOGIN first")
         elif row[1]:
             raise AccessError(f"{login} is a superuser: a reader role would change nothing")
-        conn.execute(
-            sql.SQL("grant {} to {}").format(sql.Identifier(role), sql.Identifier(login))
-        )
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role), sql.Identifier(login)))
     return password
 
 
@@ -165,6 +163,7 @@ def apply_grants(conn: psycopg.Connection) -> dict[str, int]:
         AssetSpec(
             ROLES_KEY,
             deps=[
+                AssetKey(["consent", "consent_change"]),  # the publication grants too
                 AssetKey(["consent", "golden_consent"]),
                 AssetKey(["consent", "consent_history"]),
                 AssetKey(["consent", "consent_change"]),

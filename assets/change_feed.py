@@ -1,9 +1,10 @@
 """The change feed (DESIGN section 6): one row per status change of golden_consent.
 
 Call-centre, e-mail and SMS systems read `consent.consent_change` after the last `change_id`
-they saw (ids only grow). Each run compares the freshly derived golden_consent with the state
-last published, appends the differences and publishes the new state in one transaction, so a
-change is neither lost nor repeated when a run is retried.
+they saw (ids only grow). This asset publishes the run (pipelines/publication.py): in one
+transaction it compares the run's golden_consent with the one published so far, appends the
+differences, and points consent.* at the run's generation, so a change is neither lost nor
+repeated when a run is retried, and a reader never sees a golden table the feed has not told.
 
 The changes are also written as JSON lines to CONSENT_HOME/reports/changes/ for systems that
 take files: `changes-<first id>-<last id>.jsonl`, every change_id in exactly one file. The table
@@ -25,6 +26,13 @@ from pathlib import Path
 import psycopg
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, multi_asset
 
+from pipelines.publication import (
+    IDENTITY_TABLES,
+    INTERNAL_POINTERS,
+    Generation,
+    consent_models,
+    publish,
+)
 from pipelines.resources import ConsentCenterResource, pause_point
 
 CHANGE_KEY = AssetKey(["consent", "consent_change"])
@@ -45,51 +53,6 @@ create table if not exists consent.consent_change (
     changed_at      timestamptz not null default now()
 );
 """
-PUBLISHED = """
-create table if not exists consent.golden_consent_published (
-    client_id text, purpose text, channel text, partner_code text, status text,
-    valid_from timestamptz, valid_until timestamptz, basis_event_ids text[],
-    primary key (client_id, purpose, channel, partner_code)
-);
-comment on table consent.golden_consent_published is
-    'golden_consent as last published to the change feed (internal).';
-"""
-
-
-def publish_changes(conn: psycopg.Connection) -> tuple[int, int | None, int | None]:
-    """Append golden_consent's changes since the last publication; (count, first id, last id)."""
-    with conn.transaction():
-        conn.execute(DDL)
-        conn.execute(PUBLISHED)
-        conn.execute("lock table consent.golden_consent_published in exclusive mode")
-        rows = conn.execute(
-            """
-            insert into consent.consent_change
-                (client_id, purpose, channel, partner_code, old_status, new_status, allowed,
-                 valid_from, valid_until, basis_event_ids)
-            select coalesce(g.client_id, p.client_id), coalesce(g.purpose, p.purpose),
-                   coalesce(g.channel, p.channel), coalesce(g.partner_code, p.partner_code),
-                   coalesce(p.status, 'none'), coalesce(g.status, 'none'),
-                   coalesce(g.status, 'none') = 'granted',
-                   g.valid_from, g.valid_until, g.basis_event_ids
-            from consent.golden_consent g
-            full join consent.golden_consent_published p
-                using (client_id, purpose, channel, partner_code)
-            where coalesce(g.status, 'none') is distinct from coalesce(p.status, 'none')
-            order by 1, 2, 3, 4
-            returning change_id
-            """
-        ).fetchall()
-        conn.execute("truncate consent.golden_consent_published")
-        conn.execute(
-            "insert into consent.golden_consent_published select client_id, purpose, channel, "
-            "partner_code, status, valid_from, valid_until, basis_event_ids "
-            "from consent.golden_consent"
-        )
-    ids = [r[0] for r in rows]
-    return len(ids), (min(ids) if ids else None), (max(ids) if ids else None)
-
-
 FILES_DDL = """
 create table if not exists consent.consent_change_files (
     first_change_id bigint primary key,
@@ -258,13 +221,25 @@ def sync_change_files(conn: psycopg.Connection, folder: Path) -> list[Path]:
     return written
 
 
+def _published_deps() -> list[AssetKey]:
+    """Everything a publication shows: the consent models, identity, the answering layer's
+    intermediate relations (pipelines/publication.py)."""
+    return [
+        *(AssetKey(["consent", name]) for name in consent_models()),
+        *(AssetKey(["consent", name]) for name in IDENTITY_TABLES),
+        *(AssetKey(["staging", name]) for name in INTERNAL_POINTERS.values()),
+    ]
+
+
 @multi_asset(
     name="consent_change_feed",
     specs=[
         AssetSpec(
             CHANGE_KEY,
-            deps=[AssetKey(["consent", "golden_consent"])],
-            description="Change feed of golden_consent for call-centre, e-mail and SMS systems.",
+            deps=_published_deps(),
+            description="Publishes the run (identity, events, history, golden consent and the "
+            "reports, all at once) and its change feed of golden_consent for call-centre, "
+            "e-mail and SMS systems.",
             group_name="publish",
             kinds={"postgres"},
         )
@@ -272,21 +247,27 @@ def sync_change_files(conn: psycopg.Connection, folder: Path) -> list[Path]:
 )
 def consent_change_feed(context: AssetExecutionContext, consent_center: ConsentCenterResource):
     folder = consent_center.settings().reports_dir / "changes"
+    generation = Generation.of_run(context.run_id)
     with consent_center.connect(autocommit=True) as conn:
-        count, first, last = publish_changes(conn)
+        published = publish(conn, generation, run_id=context.run_id, as_of=consent_center.as_of())
         pause_point("change_feed_committed")  # test hook: a kill here loses no file for good
         written = sync_change_files(conn, folder)
+    count, first, last = published.changes, published.first_change_id, published.last_change_id
+    taken = published.identity_taken_over
     context.log.info(
-        f"{count} consent changes published"
+        f"generation {generation.name} published: {count} consent changes"
+        + (f"; identity taken over: {', '.join(taken)}" if taken else "")
         + (f"; files written: {', '.join(p.name for p in written)}" if written else "")
     )
     path = folder / change_file_name(first, last) if count else None
     return MaterializeResult(
         metadata={
+            "generation": generation.name,
             "changes": count,
             "first_change_id": first or 0,
             "last_change_id": last or 0,
             "file": str(path) if path and path.exists() else "",
             "files_written": len(written),
+            "generations_retired": len(published.retired),
         }
     )

@@ -8,15 +8,29 @@ function `can-contact` uses, in one set-based query, and every answer must agree
 from pathlib import Path
 
 import psycopg
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+from psycopg import sql
 
+from pipelines.publication import build_schema, run_id_of
 from pipelines.resources import ConsentCenterResource
 
 HISTORY = AssetKey(["consent", "consent_history"])
 
 
-def compare_expected_statuses(conn: psycopg.Connection, expected_csv: Path) -> dict:
-    """Agreement of consent_history with a generator's expected_status.csv."""
+def compare_expected_statuses(
+    conn: psycopg.Connection, expected_csv: Path, schema: str = "consent"
+) -> dict:
+    """Agreement of consent_history with a generator's expected_status.csv.
+
+    `schema`: where the history is, the published one (consent) or a run's generation.
+    """
     conn.execute(
         "create temp table if not exists expected_status (person_id text, source text, "
         "source_record_id text, purpose text, channel text, partner_code text, "
@@ -31,18 +45,20 @@ def compare_expected_statuses(conn: psycopg.Connection, expected_csv: Path) -> d
         while block := handle.read(8 << 20):
             copy.write(block)
     rows = conn.execute(
-        """
+        sql.SQL(
+            """
         select q.status as expected, coalesce(s.status, 'unknown_record') as got,
                count(*) as questions,
                (array_agg(q.source || ':' || q.source_record_id || ' ' || q.purpose || '/'
                           || q.channel || ' @ ' || q.at::text order by q.at))[1:3] as examples
         from expected_status q
-        left join consent.client_xref x using (source, source_record_id)
-        left join lateral consent.consent_status_at(
+        left join {schema}.client_xref x using (source, source_record_id)
+        left join lateral {schema}.consent_status_at(
             x.client_id, q.purpose, q.channel, coalesce(q.partner_code, ''), q.at
         ) s on x.client_id is not null
         group by 1, 2
         """
+        ).format(schema=sql.Identifier(schema))
     ).fetchall()
     total = sum(r[2] for r in rows)
     matched = sum(r[2] for r in rows if r[0] == r[1])
@@ -60,7 +76,7 @@ def compare_expected_statuses(conn: psycopg.Connection, expected_csv: Path) -> d
     description="Every expected answer in the landing zone's truth/expected_status.csv matches.",
 )
 def matches_generator_expected_statuses(
-    consent_center: ConsentCenterResource,
+    context: AssetCheckExecutionContext, consent_center: ConsentCenterResource
 ) -> AssetCheckResult:
     truth = consent_center.settings().landing_dir / "truth" / "expected_status.csv"
     if not truth.exists():
@@ -68,7 +84,8 @@ def matches_generator_expected_statuses(
             passed=True, metadata={"skipped": "no truth/expected_status.csv in the landing zone"}
         )
     with consent_center.connect() as conn:
-        result = compare_expected_statuses(conn, truth)
+        # the history this run built, before it is published
+        result = compare_expected_statuses(conn, truth, build_schema(conn, run_id_of(context)))
     agreement = result["matched"] / result["questions"] if result["questions"] else 1.0
     return AssetCheckResult(
         passed=result["matched"] == result["questions"],

@@ -349,7 +349,8 @@ def execute_depersonalisation(conn: psycopg.Connection) -> dict:
 
 @asset(
     key=DEPERSONALISATION_KEY,
-    deps=[REPORT_KEY, GOLDEN_KEY],
+    # reads and marks the published report, and erases from the published identity
+    deps=[REPORT_KEY, GOLDEN_KEY, AssetKey(["consent", "consent_change"])],
     group_name="publish",
     kinds={"postgres"},
     description="Executes the due erase requests of report_depersonalisation: personal data in "

@@ -41,7 +41,11 @@ def export_reports(conn: psycopg.Connection, folder) -> dict[str, int]:
         AssetSpec(
             AssetKey(["reports", "csv_exports"]),
             # after the depersonalisation, which marks the clients it executed `done`
-            deps=[*(AssetKey(["consent", report]) for report in REPORTS), DEPERSONALISATION_KEY],
+            deps=[
+                *(AssetKey(["consent", report]) for report in REPORTS),
+                AssetKey(["consent", "consent_change"]),  # the publication
+                DEPERSONALISATION_KEY,
+            ],
             description="The reports as CSV files in CONSENT_HOME/reports/.",
             group_name="publish",
             kinds={"csv"},

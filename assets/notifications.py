@@ -22,6 +22,8 @@ DIGEST_KEY = AssetKey(["reports", "email_digest"])
 @asset(
     key=DIGEST_KEY,
     deps=[
+        # the published reports (the publication is the change feed asset)
+        AssetKey(["consent", "consent_change"]),
         AssetKey(["consent", "report_expiring"]),
         AssetKey(["consent", "report_revocation_deadlines"]),
     ],

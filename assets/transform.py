@@ -4,6 +4,7 @@ dbt sources carry `meta.dagster.asset_key` = ["raw", <table>], the keys the inge
 so lineage runs from a landing batch to every golden table without glue code.
 """
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dagster_dbt import (
 )
 
 from pipelines.dbt_cli import with_as_of
+from pipelines.publication import Generation, prepare_generation
 from pipelines.resources import ConsentCenterResource
 from pipelines.settings import DBT_PROJECT_DIR, as_of_text, dbt_executable
 
@@ -92,12 +94,28 @@ class ConsentDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
-def _dbt_build(context: AssetExecutionContext, dbt: DbtCliResource, consent_center):
-    """`dbt build` at the run's instant (the var `as_of`), which every model's metadata shows."""
+def _dbt_build(
+    context: AssetExecutionContext, dbt: DbtCliResource, consent_center, generation: bool = False
+):
+    """`dbt build` at the run's instant (the var `as_of`), which every model's metadata shows.
+
+    With `generation`, the models go to the run's own schemas (pipelines/publication.py), which
+    the change feed asset publishes once everything is built.
+    """
     consent_center.export_dbt_env()
     as_of = consent_center.as_of()
+    args = ["build"]
+    if generation:
+        build = Generation.of_run(context.run_id)
+        with consent_center.connect(autocommit=True) as conn:
+            prepare_generation(conn, build)
+            variables = build.dbt_vars(conn)
+        args += ["--vars", json.dumps(variables)]
+        context.log.info(
+            f"building generation {build.name} (identity from {variables['identity_schema']})"
+        )
     context.log.info(f"dbt build as of {as_of_text(as_of)}")
-    for event in dbt.cli(with_as_of(["build"], as_of), context=context).stream():
+    for event in dbt.cli(with_as_of(args, as_of), context=context).stream():
         if isinstance(event, Output | AssetMaterialization):
             event = event.with_metadata({**event.metadata, "as_of": as_of_text(as_of)})
         yield event
@@ -128,7 +146,7 @@ def dbt_staging_models(
 def dbt_consent_models(
     context: AssetExecutionContext, dbt: DbtCliResource, consent_center: ConsentCenterResource
 ):
-    yield from _dbt_build(context, dbt, consent_center)
+    yield from _dbt_build(context, dbt, consent_center, generation=True)
 
 
 DBT_ASSETS = [dbt_staging_models, dbt_consent_models]

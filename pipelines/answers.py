@@ -12,8 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+from pipelines.publication import one_publication, relation_exists
 from pipelines.settings import MOSCOW, consent_now
 
 PURPOSES = ("processing", "storage", "third_party_transfer", "marketing", "analytics")
@@ -103,6 +105,11 @@ def can_contact(
     partner_code: str = "",
 ) -> Answer:
     check_codes(purpose, channel)
+    with one_publication(conn):
+        return _can_contact(conn, source, record_id, purpose, channel, at, partner_code)
+
+
+def _can_contact(conn, source, record_id, purpose, channel, at, partner_code) -> Answer:
     client_id = client_of(conn, source, record_id)
     status, valid_from, valid_to, basis_id = conn.execute(
         "select * from consent.consent_status_at(%s, %s, %s, %s, %s)",
@@ -123,6 +130,14 @@ def can_contact(
     return answer
 
 
+def _key_events(conn: psycopg.Connection) -> sql.Composable:
+    """The events by concrete key: the published ones (consent.consent_key_event), or, on a
+    database whose models were built by hand (`dbt build`, no publication), dbt's own."""
+    if relation_exists(conn, "consent", "consent_key_event"):
+        return sql.Identifier("consent", "consent_key_event")
+    return sql.Identifier("staging", "int_consent_key_events")
+
+
 def _basis(conn, client_id, purpose, channel, partner_code, at, status, basis_id) -> list[Basis]:
     """The deciding events: every grant holding a granted consent open, else the one event."""
     if status == "none":
@@ -131,21 +146,23 @@ def _basis(conn, client_id, purpose, channel, partner_code, at, status, basis_id
         ids = [
             row[0]
             for row in conn.execute(
-                """
+                sql.SQL(
+                    """
                 with last_revocation as (
-                    select max(effective_at) as at from staging.int_consent_key_events
+                    select max(effective_at) as at from {key_events}
                     where client_id = %(c)s and purpose = %(p)s and channel = %(ch)s
                       and partner_code = %(pc)s and action in ('revoke', 'restrict')
                       and effective_at <= %(at)s
                 )
                 -- a channel-uniform group's grants are stored once, under channel `any`
-                select event_id from staging.int_consent_key_events, last_revocation r
+                select event_id from {key_events}, last_revocation r
                 where client_id = %(c)s and purpose = %(p)s and channel in (%(ch)s, 'any')
                   and partner_code = %(pc)s and action = 'grant'
                   and effective_at <= %(at)s and ends_at > %(at)s
                   and (r.at is null or effective_at > r.at)
                 order by effective_at, event_id
-                """,
+                """
+                ).format(key_events=_key_events(conn)),
                 {"c": client_id, "p": purpose, "ch": channel, "pc": partner_code, "at": at},
             )
         ]
@@ -212,6 +229,11 @@ def segment(
 ) -> SegmentResult:
     """Status of every listed person, into temp table `segment_result` (file order kept)."""
     check_codes(purpose, channel)
+    with one_publication(conn):
+        return _segment(conn, path, purpose, channel, at, partner_code)
+
+
+def _segment(conn, path, purpose, channel, at, partner_code) -> SegmentResult:
     by_client = read_segment_header(path) == ["client_id"]
     conn.execute(
         "create temp table if not exists segment_input "

@@ -60,39 +60,6 @@ create index if not exists dq_rejections_batch
     on consent.dq_rejections (source, batch_id, stage);
 comment on table consent.dq_rejections is
     'Every rejected or suspicious input row with its rule; reason never quotes personal data.';
--- Identity resolution's outputs (filled by assets/identity); created here so that every
--- downstream model can be built, empty, before the first resolution has run.
-create table if not exists consent.client_xref (
-    source            text not null,
-    source_record_id  text not null,
-    client_id         text not null,
-    match_probability double precision,
-    record_hash       text,
-    primary key (source, source_record_id)
-);
-create index if not exists client_xref_client on consent.client_xref (client_id);
-create table if not exists consent.golden_client (
-    client_id           text primary key,
-    last_name           text,
-    first_name          text,
-    middle_name         text,
-    birth_date          date,
-    phone               text,
-    email               text,
-    source_record_count integer,
-    updated_at          timestamptz
-);
-create table if not exists consent.identity_ambiguous_matches (
-    source_l           text,
-    source_record_id_l text,
-    client_id_l        text,
-    source_r           text,
-    source_record_id_r text,
-    client_id_r        text,
-    match_probability  double precision,
-    same_client        boolean
-);
-
 -- Depersonalisation (DESIGN rule 8; written by assets/depersonalisation.py): one audit row per
 -- executed client (ids, dates and counts only) and the source records it covered, which keep
 -- their client in identity resolution. Created here so report_depersonalisation can be built,
@@ -165,12 +132,76 @@ def raw_table_ddl(spec: FileSpec) -> sql.Composed:
     )
 
 
+# Identity resolution's outputs (filled by assets/identity). A pipeline run writes them into its
+# generation (pipelines/publication.py) and consent.* shows the published ones; in `consent`
+# itself they are created as empty tables on a database that has none yet, so that every
+# downstream model can be built (and every question answered: no client) before the first
+# resolution has run.
+IDENTITY_DDL = {
+    "client_xref": """
+create table {table} (
+    source            text not null,
+    source_record_id  text not null,
+    client_id         text not null,
+    match_probability double precision,
+    record_hash       text,
+    primary key (source, source_record_id)
+);
+create index on {table} (client_id);
+""",
+    "golden_client": """
+create table {table} (
+    client_id           text primary key,
+    last_name           text,
+    first_name          text,
+    middle_name         text,
+    birth_date          date,
+    phone               text,
+    email               text,
+    source_record_count integer,
+    updated_at          timestamptz
+);
+""",
+    "identity_ambiguous_matches": """
+create table {table} (
+    source_l           text,
+    source_record_id_l text,
+    client_id_l        text,
+    source_r           text,
+    source_record_id_r text,
+    client_id_r        text,
+    match_probability  double precision,
+    same_client        boolean
+);
+""",
+}
+
+
+def create_identity_tables(
+    conn: psycopg.Connection, schema: str, only: list[str] | tuple[str, ...] | None = None
+) -> list[str]:
+    """Create the identity tables missing in `schema` (all, or those in `only`); return them."""
+    created = []
+    for name, ddl in IDENTITY_DDL.items():
+        if only is not None and name not in only:
+            continue
+        exists = conn.execute(
+            "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, name)
+        ).fetchone()[0]
+        if exists is None:
+            table = sql.Identifier(schema, name).as_string(conn)
+            conn.execute(ddl.format(table=table))
+            created.append(name)
+    return created
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create everything ingestion writes to; safe to call on every run and from two processes."""
     with conn.transaction():
         # serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:schema'))")
         conn.execute(_CONSENT_DDL)
+        create_identity_tables(conn, CONSENT_SCHEMA)
         conn.execute(_RAW_DDL)
         for source in SOURCES.values():
             for spec in source.tables:

@@ -11,12 +11,14 @@ a deadline on the production calendar, and the reports reach the DPOs' folder.
 from __future__ import annotations
 
 import csv
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from pipelines.publication import published_generation
 from sources.generator import GeneratorConfig, generate
 from tests.cli_runs import cli_env, run_cli
 
@@ -33,6 +35,10 @@ def generated_run(server_url, tmp_path_factory):
     with fresh_database(server_url) as url:
         done = run_cli(cli_env(root / "home", landing, url))
         with psycopg.connect(url, autocommit=True) as conn:
+            # the intermediate models the published state is made of (pipelines/publication.py),
+            # read unqualified below (int_...)
+            generation = published_generation(conn)
+            conn.execute(f"set search_path = {generation.staging}, public")
             yield landing, root / "home", conn, done.stdout
 
 
@@ -215,17 +221,23 @@ def test_grants_only_keys_get_the_history_the_full_rules_give(generated_run, tmp
         "int_consent_history__half_0",
         "int_consent_history__half_1",
         "--vars",
-        "{grants_only_path: false}",
+        json.dumps(
+            {
+                "grants_only_path": False,
+                # compiled against the run's own relations
+                **published_generation(conn).dbt_vars(conn),
+            }
+        ),
     )
     compiled = sorted((tmp_path / "target" / "compiled").rglob("int_consent_history__half_*.sql"))
     assert len(compiled) == 2
     full_rules = " union all ".join(f"select * from ({path.read_text()}) h" for path in compiled)
     grants_only_keys, fast_rows = conn.execute(
         "select (select count(distinct (client_id, purpose, channel, partner_code)) "
-        "        from staging.int_consent_key_events where grants_only), "
-        "(select count(*) from (select * from staging.int_consent_history__half_0 union all "
-        "                       select * from staging.int_consent_history__half_1) h "
-        "  where exists (select from staging.int_consent_key_events k where k.grants_only "
+        "        from int_consent_key_events where grants_only), "
+        "(select count(*) from (select * from int_consent_history__half_0 union all "
+        "                       select * from int_consent_history__half_1) h "
+        "  where exists (select from int_consent_key_events k where k.grants_only "
         "                and (k.client_id, k.purpose, k.channel, k.partner_code) "
         "                    = (h.client_id, h.purpose, h.channel, h.partner_code)))"
     ).fetchone()
@@ -233,8 +245,8 @@ def test_grants_only_keys_get_the_history_the_full_rules_give(generated_run, tmp
     assert grants_only_keys > 1_000 and fast_rows >= grants_only_keys
     # both compared as stored: a channel-uniform group's keys under channel `any`
     stored = (
-        "select * from staging.int_consent_history__half_0 "
-        "union all select * from staging.int_consent_history__half_1"
+        "select * from int_consent_history__half_0 "
+        "union all select * from int_consent_history__half_1"
     )
     only_full, only_ours = conn.execute(
         f"with full_rules as ({full_rules}), ours as ({stored}) "
@@ -253,8 +265,8 @@ def test_channel_uniform_keys_are_stored_once_and_shown_for_every_channel(genera
     stored_any, stored_concrete, shown, shown_any = conn.execute(
         """
         with stored as (
-            select channel from staging.int_consent_history__half_0
-            union all select channel from staging.int_consent_history__half_1
+            select channel from int_consent_history__half_0
+            union all select channel from int_consent_history__half_1
         )
         select (select count(*) from stored where channel = 'any'),
                (select count(*) from stored where channel <> 'any'),
@@ -267,9 +279,9 @@ def test_channel_uniform_keys_are_stored_once_and_shown_for_every_channel(genera
     # no key is both stored whole and per channel
     overlapping = conn.execute(
         """
-        select count(*) from staging.int_consent_key_events w
+        select count(*) from int_consent_key_events w
         where w.channel = 'any'
-          and exists (select from staging.int_consent_key_events k
+          and exists (select from int_consent_key_events k
                       where k.client_id = w.client_id and k.purpose = w.purpose
                         and k.partner_code = w.partner_code and k.channel <> 'any')
         """

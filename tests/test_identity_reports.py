@@ -80,8 +80,20 @@ def setup(server_url, tmp_path_factory):
             home=str(home), landing_dir=str(EXAMPLES), database_url=url
         )
         result = run_identity_resolution(resource)
+        # what the run left, read now: the tests below add the DPO command's dashboards
+        after_run = {
+            "stale_left": [n for n in DASHBOARD_FILES if (stale / n).exists()],
+            "personal_hits": files_with(home / "reports", personal_values(EXAMPLES)),
+        }
         env = cli_env(home, EXAMPLES, url, columns="200")
-        yield {"home": home, "url": url, "resource": resource, "result": result, "env": env}
+        yield {
+            "home": home,
+            "url": url,
+            "resource": resource,
+            "result": result,
+            "env": env,
+            "after_run": after_run,
+        }
 
 
 def identity_report(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -94,11 +106,10 @@ def test_the_worked_example_has_passports_and_phones_to_look_for():
 
 
 def test_a_run_writes_only_the_model_charts_and_removes_stale_dashboards(setup):
-    home = setup["home"]
     names = {Path(p).name for p in setup["result"]["charts"]}
     assert names == {"match_weights.html", "m_u_parameters.html"}
-    assert not any((home / "reports" / "identity" / n).exists() for n in DASHBOARD_FILES)
-    assert files_with(home / "reports", personal_values(EXAMPLES)) == {}
+    assert all((setup["home"] / "reports" / "identity" / n).exists() for n in names)
+    assert setup["after_run"] == {"stale_left": [], "personal_hits": {}}
 
 
 def test_the_dpo_command_writes_the_dashboards_private(setup):

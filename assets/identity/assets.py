@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -33,6 +34,7 @@ from dagster import (
     multi_asset,
 )
 
+from pipelines.publication import Generation, build_schema, prepare_generation, run_id_of
 from pipelines.resources import ConsentCenterResource
 from pipelines.settings import Settings
 
@@ -157,9 +159,17 @@ def split_pinned(
 
 
 def run_identity_resolution(
-    consent_center: ConsentCenterResource, *, charts: bool = True, incremental: bool = True
+    consent_center: ConsentCenterResource,
+    *,
+    charts: bool = True,
+    incremental: bool = True,
+    schema: str = "consent",
 ) -> dict:
     """Read staging, resolve against the previous xref, write the three tables; returns stats.
+
+    The previous state is the published one (consent.*); the new one goes to `schema`: the run's
+    generation (pipelines/publication.py) in a pipeline run, published with everything derived
+    from it.
 
     incremental=False re-scores every record (after a retrain); ids stay stable either way.
     Incremental or not, the published state is the same function of the staged records: an
@@ -178,7 +188,7 @@ def run_identity_resolution(
         read_s = time.perf_counter() - started
         if records.empty:
             empty = pd.DataFrame()
-            counts = identity_io.write_results(conn, empty, empty, empty)
+            counts = identity_io.write_results(conn, empty, empty, empty, schema=schema)
             return {"counts": counts, "stats": {}, "timings": {"read_s": read_s}, "charts": []}
         matched, previous, kept = split_pinned(records, existing, pinned)
         res = (
@@ -209,7 +219,7 @@ def run_identity_resolution(
             )
         golden = golden_fields(records, xref)  # a pinned client's golden row: its pseudonym
         t = time.perf_counter()
-        counts = identity_io.write_results(conn, xref, golden, ambiguous)
+        counts = identity_io.write_results(conn, xref, golden, ambiguous, schema=schema)
         write_s = time.perf_counter() - t
     written: list[Path] = []
     if charts:
@@ -278,7 +288,12 @@ def identity_resolution(context: AssetExecutionContext, consent_center: ConsentC
     # no previous run: incremental (there is nothing to keep); a previous run of another
     # model, or one that wrote an older state (ambiguous pairs lost), re-scores everything
     incremental = last is None or (last_sha == model_sha and last_version == IDENTITY_STATE_VERSION)
-    result = run_identity_resolution(consent_center, incremental=incremental)
+    generation = Generation.of_run(context.run_id)
+    with consent_center.connect(autocommit=True) as conn:
+        prepare_generation(conn, generation)
+    result = run_identity_resolution(
+        consent_center, incremental=incremental, schema=generation.consent
+    )
     stats, timings, counts = result["stats"], result["timings"], result["counts"]
     context.log.info(
         "identity: %s records -> %s clients, %s ambiguous pairs, %.1f s",
@@ -363,14 +378,17 @@ def truth_path(settings: Settings) -> Path:
     description="Pairwise precision / recall / F1 of client_xref against the landing zone's "
     "truth/person_xref.csv (generator feeds); passes without a truth file.",
 )
-def identity_accuracy(consent_center: ConsentCenterResource) -> AssetCheckResult:
+def identity_accuracy(
+    context: AssetCheckExecutionContext, consent_center: ConsentCenterResource
+) -> AssetCheckResult:
     settings = consent_center.settings()
     path = truth_path(settings)
     if not path.exists():
         return AssetCheckResult(passed=True, metadata={"note": "no truth file", "path": str(path)})
     truth = pd.read_csv(path, dtype=str, usecols=["source", "source_record_id", "person_id"])
     with consent_center.connect(autocommit=True) as conn:
-        xref = identity_io.read_xref(conn)
+        # the identity this run resolved, before it is published
+        xref = identity_io.read_xref(conn, build_schema(conn, run_id_of(context)))
     scores = pairwise_scores(xref, truth)
     passed = scores["precision"] >= MIN_PRECISION and scores["recall"] >= MIN_RECALL
     return AssetCheckResult(

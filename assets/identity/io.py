@@ -12,16 +12,18 @@ replaced in ONE transaction (truncate + COPY), so a crash leaves the previous st
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 
 import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg import sql
 
 from assets.identity.features import INPUT_COLUMNS
 from assets.identity.resolve import AMBIGUOUS_COLUMNS, XREF_COLUMNS
-from sources.schema import ensure_schema
+from sources.schema import create_identity_tables, ensure_schema
 
 #: separator of contract numbers inside one CSV field (never in a contract number)
 _LIST_SEP = "\x1f"
@@ -169,11 +171,15 @@ def read_records(conn: psycopg.Connection) -> pd.DataFrame:
     return df
 
 
-def read_xref(conn: psycopg.Connection) -> pd.DataFrame:
-    """The previous xref (empty frame when there is none yet)."""
+def read_xref(conn: psycopg.Connection, schema: str = "consent") -> pd.DataFrame:
+    """The published xref, or a generation's (empty frame when there is none yet)."""
     ensure_tables(conn)
     table = _read_csv(
-        _copy_out(conn, f"select {', '.join(XREF_COLUMNS)} from consent.client_xref"),
+        _copy_out(
+            conn,
+            f"select {', '.join(XREF_COLUMNS)} from "
+            + sql.Identifier(schema, "client_xref").as_string(conn),
+        ),
         XREF_COLUMNS,
         {"match_probability": pa.float64()},
     )
@@ -247,22 +253,42 @@ def _typed(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     return out
 
 
+# `consent` or a generation's schema (pipelines/publication.py): written into SQL as it is
+SCHEMA_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
 def write_results(
     conn: psycopg.Connection,
     xref: pd.DataFrame,
     golden: pd.DataFrame,
     ambiguous: pd.DataFrame,
+    schema: str = "consent",
 ) -> dict[str, int]:
-    """Replace the three identity tables in one transaction (truncate + COPY)."""
+    """Replace the three identity tables of `schema` in one transaction (truncate + COPY).
+
+    A pipeline run writes into its generation's schema (pipelines/publication.py), which readers
+    see only once the whole run is published; `consent` itself is for a database that has no
+    publication yet (tests that resolve and derive by hand).
+    """
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"not a schema name: {schema!r}")
     frames = {
-        "consent.client_xref": _typed(xref, XREF_COLUMNS),
-        "consent.golden_client": _typed(golden, GOLDEN_COLUMNS),
-        "consent.identity_ambiguous_matches": _typed(ambiguous, AMBIGUOUS_COLUMNS),
+        f"{schema}.client_xref": _typed(xref, XREF_COLUMNS),
+        f"{schema}.golden_client": _typed(golden, GOLDEN_COLUMNS),
+        f"{schema}.identity_ambiguous_matches": _typed(ambiguous, AMBIGUOUS_COLUMNS),
     }
     with conn.transaction():
         ensure_tables(conn)
+        create_identity_tables(conn, schema)
         conn.execute(f"truncate {', '.join(frames)}")
         for table, df in frames.items():
             if len(df):
                 _copy_in(conn, table, df)
-    return {table.split(".")[1]: len(df) for table, df in frames.items()}
+    return {
+        name: len(df)
+        for name, df in zip(
+            ("client_xref", "golden_client", "identity_ambiguous_matches"),
+            frames.values(),
+            strict=True,
+        )
+    }
