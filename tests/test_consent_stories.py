@@ -557,8 +557,27 @@ def test_a_forged_wording_hash_does_not_count(pipeline):
 
 
 def test_a_wording_used_before_it_was_in_force_does_not_count(pipeline):
-    answer = ask(pipeline, "web", "A-7", "marketing", "call", "2023-06-01T12:00")
-    assert (answer.allowed, answer.status) == (False, "none")
+    # the event itself, not the answer: a later story gives the same person a paper contract
+    # covering that instant, which may run before or after this test
+    doubt = (
+        pipeline["conn"]
+        .execute(
+            "select is_counted, doubt_reason from consent.consent_event "
+            "where event_id = 'web:W-7#0'"
+        )
+        .fetchone()
+    )
+    assert doubt == (False, "wording_not_in_force")
+    grants = (
+        pipeline["conn"]
+        .execute(
+            "select count(*) from consent.consent_history h join consent.client_xref x "
+            "using (client_id) where x.source = 'web' and x.source_record_id = 'A-7' "
+            "and h.basis_event_id = 'web:W-7#0'"
+        )
+        .fetchone()
+    )
+    assert grants == (0,)
 
 
 def test_a_partner_restriction_blocks_calls_whatever_the_card_says(pipeline):
