@@ -44,6 +44,8 @@ import psycopg
 from dagster import DagsterError
 from psycopg import sql
 
+from sources.schema import relation_exists
+
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMA = "consent"
@@ -163,15 +165,6 @@ def consent_models() -> tuple[str, ...]:
             for node in manifest["nodes"].values()
             if node["resource_type"] == "model" and node["fqn"][1] == "marts"
         )
-    )
-
-
-def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
-    return (
-        conn.execute(
-            "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, name)
-        ).fetchone()[0]
-        is not None
     )
 
 

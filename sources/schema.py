@@ -177,6 +177,14 @@ create table {table} (
 }
 
 
+def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """Whether `schema.name` names a table, view or other relation."""
+    found = conn.execute(
+        "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, name)
+    ).fetchone()[0]
+    return found is not None
+
+
 def create_identity_tables(
     conn: psycopg.Connection, schema: str, only: list[str] | tuple[str, ...] | None = None
 ) -> list[str]:
@@ -185,10 +193,7 @@ def create_identity_tables(
     for name, ddl in IDENTITY_DDL.items():
         if only is not None and name not in only:
             continue
-        exists = conn.execute(
-            "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, name)
-        ).fetchone()[0]
-        if exists is None:
+        if not relation_exists(conn, schema, name):
             table = sql.Identifier(schema, name).as_string(conn)
             conn.execute(ddl.format(table=table))
             created.append(name)

@@ -35,11 +35,14 @@ def generated_run(server_url, tmp_path_factory):
     with fresh_database(server_url) as url:
         done = run_cli(cli_env(root / "home", landing, url))
         with psycopg.connect(url, autocommit=True) as conn:
-            # the intermediate models the published state is made of (pipelines/publication.py),
-            # read unqualified below (int_...)
-            generation = published_generation(conn)
-            conn.execute(f"set search_path = {generation.staging}, public")
+            read_published_intermediates(conn)
             yield landing, root / "home", conn, done.stdout
+
+
+def read_published_intermediates(conn: psycopg.Connection) -> None:
+    """Make the intermediate models the published state is made of (pipelines/publication.py)
+    readable unqualified on `conn` (int_...)."""
+    conn.execute(f"set search_path = {published_generation(conn).staging}, public")
 
 
 def _loaded_tickets(landing: Path) -> dict[str, str]:

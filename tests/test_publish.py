@@ -60,7 +60,7 @@ def derive(url: str) -> Generation:
             "birth_date, source_record_count) values (%s, %s, %s, %s, %s)",
             GOLDEN,
         )
-    variables = {"build_generation": generation.name, "identity_schema": generation.consent}
+        variables = generation.dbt_vars(conn)  # this generation's identity, written above
     # at a fixed instant: Maria's e-mail consent (2024) expires in 2027
     run_dbt(
         url,

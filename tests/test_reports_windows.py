@@ -21,8 +21,6 @@ module, then each test rebuilds only the report it reads, with its own window.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import shutil
 from datetime import datetime, timedelta
@@ -36,6 +34,7 @@ from pipelines.answers import MOSCOW
 from pipelines.dbt_cli import run_dbt
 from sources import crm, helpdesk, partner
 from tests.conftest import EXAMPLES, clock, fresh_database, load_and_stage
+from tests.landing_batches import csv_text
 
 # "now": the session's clock, the instant dbt derives at, in Moscow wall time
 NOW = clock().astimezone(MOSCOW).replace(tzinfo=None)
@@ -98,14 +97,6 @@ def expected_retention(years: int) -> dict[str, tuple]:
     return expected
 
 
-def _csv(columns: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: row.get(key, "") for key in columns} for row in rows)
-    return out.getvalue()
-
-
 def iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -142,22 +133,21 @@ def write_landing(landing: Path) -> list[tuple[str, str, str]]:
     _batch(
         landing,
         "partner",
-        {"partner_clients.csv": _csv(partner.PARTNER_CLIENTS.column_names, consents)},
+        {"partner_clients.csv": csv_text(consents, partner.PARTNER_CLIENTS.column_names)},
     )
     records = {client_id: f"K-{n}" for n, client_id in enumerate(CLOSED, start=1)}
     _batch(
         landing,
         "crm",
         {
-            "clients.csv": _csv(
-                crm.CLIENTS.column_names,
+            "clients.csv": csv_text(
                 [
                     {"crm_client_id": k, "last_name": "Клиентов", "updated_at": iso(ASKED_AT)}
                     for k in records.values()
                 ],
+                crm.CLIENTS.column_names,
             ),
-            "contracts.csv": _csv(
-                crm.CONTRACTS.column_names,
+            "contracts.csv": csv_text(
                 [
                     {
                         "contract_id": f"D-{k}",
@@ -171,16 +161,16 @@ def write_landing(landing: Path) -> list[tuple[str, str, str]]:
                     }
                     for client_id, k in records.items()
                 ],
+                crm.CONTRACTS.column_names,
             ),
-            "consent_flags.csv": _csv(crm.CONSENT_FLAGS.column_names, []),
+            "consent_flags.csv": csv_text([], crm.CONSENT_FLAGS.column_names),
         },
     )
     _batch(
         landing,
         "helpdesk",
         {
-            "tickets.csv": _csv(
-                helpdesk.TICKETS.column_names,
+            "tickets.csv": csv_text(
                 [
                     {
                         "ticket_id": f"HD-{k}",
@@ -192,6 +182,7 @@ def write_landing(landing: Path) -> list[tuple[str, str, str]]:
                     }
                     for k in records.values()
                 ],
+                helpdesk.TICKETS.column_names,
             )
         },
     )

@@ -19,7 +19,6 @@ import os
 import psycopg
 import pytest
 
-from pipelines.publication import published_generation
 from sources.generator import GeneratorConfig, generate
 from tests import test_generated_feeds as at_small_scale
 from tests.cli_runs import cli_env, run_cli
@@ -45,8 +44,7 @@ def generated_run(server_url, tmp_path_factory):
             changes = conn.execute("select count(*) from consent.consent_change").fetchone()[0]
         again = run_cli(env, timeout=3600)
         with psycopg.connect(url, autocommit=True) as conn:
-            generation = published_generation(conn)
-            conn.execute(f"set search_path = {generation.staging}, public")
+            at_small_scale.read_published_intermediates(conn)
             yield {
                 "landing": landing,
                 "conn": conn,

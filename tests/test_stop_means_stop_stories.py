@@ -19,8 +19,6 @@ other record's client, a grant never crosses, and the pair is listed for review.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -35,6 +33,7 @@ from pipelines.run import run_pipeline
 from pipelines.settings import Settings
 from sources import crm, helpdesk
 from tests.conftest import EXAMPLES, fresh_database
+from tests.landing_batches import csv_text, write_batch
 
 # the hostile batches below arrived on 10 June 2024 at noon, Moscow time
 ARRIVAL = datetime(2024, 6, 10, 12, 0, tzinfo=MOSCOW)
@@ -49,20 +48,8 @@ def _arrive(folder: Path, at: datetime = ARRIVAL) -> None:
     os.utime(marker, (at.timestamp(), at.timestamp()))
 
 
-def _csv(columns: list[str], rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: row.get(key, "") for key in columns} for row in rows)
-    return out.getvalue()
-
-
 def _later_batch(landing: Path, source: str, batch_id: str, files: dict[str, str]) -> None:
-    folder = landing / source / batch_id
-    folder.mkdir(parents=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    _arrive(folder, LATER_ARRIVAL)
+    _arrive(write_batch(landing, source, batch_id, files), LATER_ARRIVAL)
 
 
 def _possible_matches(landing: Path) -> None:
@@ -73,8 +60,7 @@ def _possible_matches(landing: Path) -> None:
         "crm",
         "2024-07-01",
         {
-            "clients.csv": _csv(
-                crm.CLIENTS.column_names,
+            "clients.csv": csv_text(
                 [
                     {
                         **client,
@@ -97,9 +83,9 @@ def _possible_matches(landing: Path) -> None:
                         "email": "o.lebedeva@example.ru",
                     },
                 ],
+                crm.CLIENTS.column_names,
             ),
-            "contracts.csv": _csv(
-                crm.CONTRACTS.column_names,
+            "contracts.csv": csv_text(
                 [
                     {
                         "contract_id": "D-40",
@@ -112,9 +98,9 @@ def _possible_matches(landing: Path) -> None:
                         "scan_url": "https://scans.example.ru/CARD-2024-0040.pdf",
                     },
                 ],
+                crm.CONTRACTS.column_names,
             ),
-            "consent_flags.csv": _csv(
-                crm.CONSENT_FLAGS.column_names,
+            "consent_flags.csv": csv_text(
                 [
                     {
                         "crm_client_id": "K-40",
@@ -132,6 +118,7 @@ def _possible_matches(landing: Path) -> None:
                         "set_by": "operator11",
                     },
                 ],
+                crm.CONSENT_FLAGS.column_names,
             ),
         },
     )
@@ -140,8 +127,7 @@ def _possible_matches(landing: Path) -> None:
         "helpdesk",
         "2024-07-02",
         {
-            "tickets.csv": _csv(
-                helpdesk.TICKETS.column_names,
+            "tickets.csv": csv_text(
                 [
                     {
                         "ticket_id": "HD-40",
@@ -155,6 +141,7 @@ def _possible_matches(landing: Path) -> None:
                         "letter_scan_url": "https://scans.example.ru/letters/HD-40.pdf",
                     },
                 ],
+                helpdesk.TICKETS.column_names,
             )
         },
     )
