@@ -357,6 +357,48 @@ def test_a_shared_phone_under_the_same_name_ties_records_missing_a_birth_date():
     }
 
 
+def test_a_typo_in_the_surname_under_a_shared_phone_is_a_possible_match_never_kept_apart():
+    """Found at 100,000 clients: CRM "Иваова Наталья" (surname typo, no middle name) and a web
+    account "Иванова Наталья Владиславовна" (no birth date, another e-mail) share a phone.
+    splink scored them below the review band, so her web withdrawal never reached the CRM
+    record. They are now a possible match (not merged; her revocations cross). Two people on
+    one phone with different birth dates, or different middle names, are not."""
+    people = [
+        *base_people(),
+        dict(source="crm", source_record_id="K-7", last_name="иваова", first_name="наталья",
+             birth_date=date(1999, 8, 20), phone_e164="+79203161275",
+             email="ivanova9968@bk.ru", updated_at="2023-01-15T05:39:03Z"),
+        dict(source="web", source_record_id="ACC-7", last_name="иванова", first_name="наталья",
+             middle_name="владиславовна", phone_e164="+79203161275",
+             email="ivanova_natalia3172@yandex.ru", updated_at="2024-04-11T12:04:14Z"),
+        # her namesake relatives on the same phone: another birth date, another middle name
+        dict(source="crm", source_record_id="K-8", last_name="иванов", first_name="наталья",
+             birth_date=date(1970, 2, 3), phone_e164="+79203161275",
+             updated_at="2020-01-01T00:00:00Z"),
+        dict(source="web", source_record_id="ACC-8", last_name="иваноа", first_name="наталья",
+             middle_name="петровна", phone_e164="+79203161275",
+             updated_at="2020-01-01T00:00:00Z"),
+    ]  # fmt: skip
+    res = resolve(frame(people), DEFAULT_MODEL_PATH)
+    assert client_of(res.xref, "crm", "K-7") != client_of(res.xref, "web", "ACC-7")
+    pairs = set(_pair_keys(res.ambiguous))
+    assert "crm|K-7 ~ web|ACC-7" in pairs
+    row = res.ambiguous[
+        (res.ambiguous["source_record_id_l"] == "K-7")
+        & (res.ambiguous["source_record_id_r"] == "ACC-7")
+    ]
+    assert row["same_client"].tolist() == [False]
+    assert row["match_probability"].tolist() == [0.5]
+    # the other birth date and the other middle name contradict: not raised by the rule
+    assert "crm|K-7 ~ crm|K-8" not in pairs
+    assert "web|ACC-7 ~ web|ACC-8" not in pairs
+    # an incremental run with nothing new keeps the pair, and a full run gives the same table
+    again = resolve(
+        frame(people), DEFAULT_MODEL_PATH, existing=res.xref, previous_pairs=res.ambiguous
+    )
+    assert set(_pair_keys(again.ambiguous)) == pairs
+
+
 def test_helpdesk_fio_parsing_and_skeletons():
     parsed = parse_fio(
         pd.Series(["ким в.", "иванов и.п.", "иван петрович иванов", "иванов ибрагим петрович"])

@@ -302,6 +302,46 @@ def contact_links(prepared: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts).drop_duplicates().reset_index(drop=True)
 
 
+#: contact_possible_matches: the most a surname may differ (edits on its skeleton) under a
+#: shared contact and first name for the pair to stay a possible match
+SURNAME_EDITS = 1
+
+
+def contact_possible_matches(prepared: pd.DataFrame) -> pd.DataFrame:
+    """Pairs that must never be kept apart silently: the same phone (or e-mail) and the same
+    first name, surnames at most SURNAME_EDITS edits apart (a typo: Иваова, Иванова), and
+    nothing that contradicts (two different birth dates, or two different middle names).
+
+    splink may score such a pair low because the typo'd surname and a missing birth date
+    both count against it, and a revocation on one side would then never reach the other. As
+    possible matches (identity_ambiguous_matches, for review) they are not merged, but a
+    revocation crosses them (DESIGN section 7: a doubtful revocation is honoured).
+    Returns unique_id_l < unique_id_r, in order; one join in DuckDB.
+    """
+    import duckdb
+
+    columns = ["unique_id", "phone", "email", "ln_sk", "fn_sk", "mn_sk", "birth_date"]
+    people = prepared[columns].astype({"birth_date": "object"})
+    with duckdb.connect() as con:
+        con.register("people", people)
+        # one equi-join per contact (an OR in the join condition would be a nested loop)
+        pairs = " union ".join(
+            f"""
+            select l.unique_id as unique_id_l, r.unique_id as unique_id_r
+            from people l
+            join people r
+              on l.{contact} = r.{contact} and l.fn_sk = r.fn_sk and l.unique_id < r.unique_id
+            where levenshtein(l.ln_sk, r.ln_sk) <= {int(SURNAME_EDITS)}
+              and (l.birth_date is null or r.birth_date is null
+                   or cast(l.birth_date as varchar) = cast(r.birth_date as varchar))
+              and (l.mn_sk is null or r.mn_sk is null or l.mn_sk = r.mn_sk)
+            """
+            for contact in ("phone", "email")
+        )
+        found = con.execute(f"select unique_id_l, unique_id_r from ({pairs}) p order by 1, 2").df()
+    return found.astype(object)
+
+
 def contract_links(records: pd.DataFrame) -> pd.DataFrame:
     """Deterministic links: a record quoting a contract owned by exactly one CRM client.
 

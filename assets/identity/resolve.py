@@ -59,6 +59,14 @@ def pair_edges(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _same_client(pairs: pd.DataFrame, client_of: pd.Series):
+    """Per pair (unique_id_l, unique_id_r): are both records in one client (bool array)?"""
+    return (
+        pairs["unique_id_l"].map(client_of).to_numpy()
+        == pairs["unique_id_r"].map(client_of).to_numpy()
+    )
+
+
 def ambiguous_pairs(band: pd.DataFrame, client_of: pd.Series) -> pd.DataFrame:
     """Edges between the thresholds -> AMBIGUOUS_COLUMNS, in one canonical form.
 
@@ -212,6 +220,12 @@ def resolve(
         (edges["match_probability"] >= lower) & (edges["match_probability"] < upper),
         predict.EDGE_COLUMNS,
     ]
+    # a shared contact and first name with a surname one typo away is never kept apart
+    # silently: below the band, such a pair is raised to its floor (a possible match). The
+    # rule looks at the two records alone, so every run applies it to all of them (one join)
+    # and keeps the pairs this run's clusters left apart.
+    possible = features.contact_possible_matches(prepared)
+    raised = possible[~_same_client(possible, cid)].assign(match_probability=float(lower))
     kept_pairs = 0
     if new_mask is not None and previous_pairs is not None and len(previous_pairs):
         unchanged = prepared.loc[~new_mask, "unique_id"]
@@ -219,8 +233,16 @@ def resolve(
         old_band = old_band[
             old_band["unique_id_l"].isin(unchanged) & old_band["unique_id_r"].isin(unchanged)
         ]
+        # a pair the contact rule raised (at the floor) whose records have joined one client
+        # since is no longer a possible match: it goes, as a full run would never raise it
+        rule_pair = old_band.set_index(["unique_id_l", "unique_id_r"]).index.isin(
+            possible.set_index(["unique_id_l", "unique_id_r"]).index
+        )
+        at_floor = old_band["match_probability"].to_numpy() == float(lower)
+        old_band = old_band[~(rule_pair & _same_client(old_band, cid) & at_floor)]
         kept_pairs = len(old_band)
         band = pd.concat([old_band, band], ignore_index=True)
+    band = pd.concat([band, raised], ignore_index=True)
     ambiguous = ambiguous_pairs(band, cid)
     t["total_s"] = time.perf_counter() - t0
 
@@ -232,6 +254,7 @@ def resolve(
         "deterministic_links": len(det),  # a quoted contract, or a shared contact + name
         "clients": int(xref["client_id"].nunique()),
         "ambiguous_pairs": len(ambiguous),
+        "contact_possible_matches": len(raised),  # raised to the band by the contact rule
         "ambiguous_pairs_kept": kept_pairs,  # scored by an earlier run, both records unchanged
         "prior_factor": prior_factor,
     }
