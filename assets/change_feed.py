@@ -253,6 +253,12 @@ def consent_change_feed(context: AssetExecutionContext, consent_center: ConsentC
         pause_point("change_feed_committed")  # test hook: a kill here loses no file for good
         written = sync_change_files(conn, folder)
     count, first, last = published.changes, published.first_change_id, published.last_change_id
+    with consent_center.connect() as conn:
+        (clients,) = conn.execute(
+            "select count(distinct client_id) from consent.consent_change "
+            "where change_id between %s and %s",
+            (first or 0, last or 0),
+        ).fetchone()
     taken = published.identity_taken_over
     context.log.info(
         f"generation {generation.name} published: {count} consent changes"
@@ -264,6 +270,7 @@ def consent_change_feed(context: AssetExecutionContext, consent_center: ConsentC
         metadata={
             "generation": generation.name,
             "changes": count,
+            "clients_changed": clients,
             "first_change_id": first or 0,
             "last_change_id": last or 0,
             "file": str(path) if path and path.exists() else "",

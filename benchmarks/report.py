@@ -270,6 +270,37 @@ def _identity_row(r: dict) -> list[str]:
     ]
 
 
+DAILY_HEADER = [
+    "clients",
+    "daily batch (clients, rows)",
+    "full run",
+    "daily run",
+    "daily / full",
+    "full refresh",
+    "same state after the full refresh",
+    "peak memory: full / daily",
+]
+
+
+def _daily_row(r: dict) -> list[str]:
+    f = r["figures"]
+    batch = f["daily_batch"]
+    same = next(
+        (c["passed"] for c in r["verification"]["checks"] if c["name"].startswith("the full")),
+        None,
+    )
+    return [
+        size_label(r),
+        f"{n(batch['clients'])}, {n(sum(batch['rows'].values()))}",
+        s(f["full_run_s"]),
+        s(f["daily_run_s"]),
+        f"{f['daily_over_full']:.2f}",
+        s(f["full_refresh_s"]),
+        "yes (EXCEPT ALL, every published table)" if same else "no",
+        f"{mib(f['peak_memory_mib']['full_run'])} / {mib(f['peak_memory_mib']['daily_run'])}",
+    ]
+
+
 TABLES: dict[str, Callable[[list[dict]], str]] = {
     "load": per_size_table("load", LOAD_HEADER, _load_row),
     "generation": per_size_table("load", GENERATION_HEADER, _generation_row),
@@ -277,6 +308,7 @@ TABLES: dict[str, Callable[[list[dict]], str]] = {
     "derivation": per_size_table("derivation", DERIVATION_HEADER, _derivation_row),
     "derivation-models": derivation_models_table,
     "identity": per_size_table("identity", IDENTITY_HEADER, _identity_row),
+    "daily": per_size_table("daily", DAILY_HEADER, _daily_row),
 }
 
 

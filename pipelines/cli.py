@@ -54,7 +54,15 @@ def _landing_is_empty(landing: Path) -> bool:
 
 
 @app.command()
-def run() -> None:
+def run(
+    full_refresh: bool = typer.Option(
+        False,
+        "--full-refresh",
+        help="Re-derive everything from the loaded batches, taking nothing over from the "
+        "previous run (every record's identity scored again). It publishes exactly what the "
+        "daily runs did.",
+    ),
+) -> None:
     """Load every complete batch not yet processed, then build everything downstream.
 
     One run at a time: beside a run in progress (another `run`, or a run the schedule, the
@@ -71,7 +79,7 @@ def run() -> None:
         # held from before the landing zone is looked at (sample data included) to the summary
         with run_lock(url, "consent-center run"):
             _check_landing_zone(settings, url)
-            _run_and_summarise(settings)
+            _run_and_summarise(settings, full_refresh)
     except RunInProgress as error:
         _fail(escape(str(error)))
 
@@ -121,7 +129,7 @@ def _check_landing_zone(settings, url: str) -> None:
     _generate(landing, SAMPLE_CLIENTS, seed=1, batches=3)
 
 
-def _run_and_summarise(settings) -> None:
+def _run_and_summarise(settings, full_refresh: bool = False) -> None:
     from pipelines.run import run_pipeline
 
     with Progress(
@@ -142,7 +150,9 @@ def _run_and_summarise(settings) -> None:
                 progress.advance(task)
             progress.update(task, description=description)
 
-        summary = run_pipeline(settings, on_step=on_step, on_total=on_total)
+        summary = run_pipeline(
+            settings, on_step=on_step, on_total=on_total, full_refresh=full_refresh
+        )
         progress.advance(task)
 
     table = Table(title="consent-center run", show_header=False)
@@ -151,7 +161,10 @@ def _run_and_summarise(settings) -> None:
     table.add_row("rows read", f"{summary.rows_read:,}")
     table.add_row("rows loaded", f"{summary.rows_loaded:,}")
     table.add_row("rows rejected", f"{summary.rows_rejected:,} (see consent.dq_rejections)")
-    table.add_row("transform", "ok" if summary.transform_ok else "FAILED")
+    table.add_row(
+        "full refresh" if summary.full_refresh else "transform",
+        "ok" if summary.transform_ok else "FAILED",
+    )
     table.add_row("as of", f"{summary.as_of} (CONSENT_NOW, else the real now)")
     table.add_row("duration", f"{summary.seconds:.1f} s")
     table.add_row("run log", str(summary.log_file))

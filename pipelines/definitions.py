@@ -15,7 +15,7 @@ from assets.notifications import email_digest
 from assets.quality import QUALITY_ASSETS  # issue 6: form validation (GX) + asset checks
 from assets.transform import DBT_ASSETS, dbt_project
 from pipelines.alerts import run_failure_alert
-from pipelines.jobs import INGEST_JOBS, TRAIN_IDENTITY_JOB, TRANSFORM_JOB
+from pipelines.jobs import FULL_REFRESH_JOB, INGEST_JOBS, TRAIN_IDENTITY_JOB, TRANSFORM_JOB
 from pipelines.resources import ConsentCenterResource, run_locked_executor
 from pipelines.schedules import daily_transform
 from pipelines.sensors import landing_zone_sensor
@@ -36,7 +36,7 @@ defs = Definitions(
         email_digest,
     ],
     asset_checks=[matches_generator_expected_statuses, *IDENTITY_CHECKS],
-    jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, TRAIN_IDENTITY_JOB],
+    jobs=[*INGEST_JOBS.values(), TRANSFORM_JOB, FULL_REFRESH_JOB, TRAIN_IDENTITY_JOB],
     sensors=[landing_zone_sensor, run_failure_alert],
     schedules=[daily_transform],
     # ad-hoc materialisations from the UI run in the implicit job: inside the run lock too

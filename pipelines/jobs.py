@@ -22,14 +22,29 @@ INGEST_JOBS = {
     for name, asset in INGEST_ASSETS.items()
 }
 
+#: everything downstream of the raw tables; retraining the identity model is its own job
+DOWNSTREAM_OF_RAW = (
+    AssetSelection.all() - AssetSelection.groups(INGEST_GROUP)
+    | AssetSelection.keys(["raw", "phone_numbers"])
+) - AssetSelection.keys(IDENTITY_MODEL_KEY)
+
 TRANSFORM_JOB = define_asset_job(
     name="transform",
-    selection=(
-        AssetSelection.all() - AssetSelection.groups(INGEST_GROUP)
-        | AssetSelection.keys(["raw", "phone_numbers"])
-    )
-    - AssetSelection.keys(IDENTITY_MODEL_KEY),  # retraining is its own job
+    selection=DOWNSTREAM_OF_RAW,
     description="Everything downstream of the raw tables: phones, staging, golden tables, reports.",
+    executor_def=run_locked_executor,
+)
+
+#: the run config of a full refresh: identity scores every record again, as on a first run
+FULL_REFRESH_CONFIG = {"ops": {"identity_resolution": {"config": {"full_refresh": True}}}}
+
+FULL_REFRESH_JOB = define_asset_job(
+    name="full_refresh",
+    selection=DOWNSTREAM_OF_RAW,
+    config=FULL_REFRESH_CONFIG,
+    description="The transform, with nothing taken over from the previous run: every record's "
+    "identity scored again and every consent model rebuilt from the loaded batches "
+    "(`consent-center run --full-refresh`). It must publish exactly what the daily runs did.",
     executor_def=run_locked_executor,
 )
 

@@ -235,17 +235,21 @@ def _point(conn: psycopg.Connection, name: str, schema: str, target: str) -> Non
 
 
 def _previous_golden(conn: psycopg.Connection) -> sql.Composable | None:
-    """What the change feed compares the new golden_consent with: the published one.
+    """What the change feed compares the run's golden_consent_at_run with: the published one,
+    at its own run's instant (golden_consent itself reads at the reader's instant, so a consent
+    that ran out since would never reach the feed).
 
-    An installation from before generations published to the feed through
+    An installation from before golden_consent_at_run built golden_consent at its run's
+    instant; one from before generations published to the feed through
     consent.golden_consent_published, which is then the truth of what the feed has said.
     """
     if published_generation(conn) is None and relation_exists(
         conn, PUBLISHED_SCHEMA, "golden_consent_published"
     ):
         return sql.Identifier(PUBLISHED_SCHEMA, "golden_consent_published")
-    if relation_exists(conn, PUBLISHED_SCHEMA, "golden_consent"):
-        return sql.Identifier(PUBLISHED_SCHEMA, "golden_consent")
+    for name in ("golden_consent_at_run", "golden_consent"):
+        if relation_exists(conn, PUBLISHED_SCHEMA, name):
+            return sql.Identifier(PUBLISHED_SCHEMA, name)
     return None
 
 
@@ -355,7 +359,7 @@ def publish(
             )
         taken_over = _take_over_identity(conn, generation)
         old = _previous_golden(conn) or EMPTY_GOLDEN
-        new = sql.Identifier(generation.consent, "golden_consent")
+        new = sql.Identifier(generation.consent, "golden_consent_at_run")
         ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
         # from here to the commit (catalog changes only: milliseconds), answers in progress
         # finish first and new ones wait

@@ -22,7 +22,7 @@ import psycopg
 
 from pipelines.database import database_url
 from pipelines.resources import run_lock
-from pipelines.settings import CLOCK_ENV, Settings, as_of_text
+from pipelines.settings import CLOCK_ENV, READ_CLOCK_ENV, Settings, as_of_text, clock_from_env
 from sources.landing import Batch, all_complete_batches
 from sources.schema import ensure_schema
 
@@ -42,6 +42,7 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     log_file: str | None = None
     as_of: str | None = None  # the instant the run computed "current" at (ISO 8601)
+    full_refresh: bool = False  # nothing taken over from the previous run (identity re-scored)
 
     @property
     def ok(self) -> bool:
@@ -51,12 +52,18 @@ class RunSummary:
 @contextlib.contextmanager
 def exported_settings(settings: Settings, url: str, as_of: str | None = None) -> Iterator[None]:
     """Jobs run in this process read their resources from the environment: point it at ours
-    for the duration of the run, then put the caller's environment back."""
+    for the duration of the run, then put the caller's environment back.
+
+    Every job gets the run's instant as CONSENT_NOW; golden_consent learns from
+    CONSENT_READ_CLOCK whether the operator pinned it (readers then read at that instant) or
+    the run took the real now (readers read at theirs)."""
+    pinned = settings.clock is not None or clock_from_env() is not None
     values = {
         "CONSENT_HOME": str(settings.home),
         "CONSENT_LANDING_DIR": str(settings.landing_dir),
         "CONSENT_DATABASE_URL": None if settings.uses_embedded_server else url,
         "DAGSTER_HOME": str(settings.dagster_home),
+        READ_CLOCK_ENV: "as_of" if pinned else "now",
     }
     if as_of is not None:
         values[CLOCK_ENV] = as_of
@@ -121,10 +128,13 @@ def run_pipeline(
     settings: Settings,
     on_step: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    full_refresh: bool = False,
 ) -> RunSummary:
     """Ingest every pending batch, then transform; never raises for a bad batch.
 
-    Raises RunInProgress (one line naming it) when another run holds the run lock.
+    full_refresh: the `full_refresh` job instead of `transform`, which takes nothing over from
+    the previous run (every record's identity scored again). Raises RunInProgress (one line
+    naming it) when another run holds the run lock.
     """
     started = time.perf_counter()
     url = database_url(settings)
@@ -132,11 +142,13 @@ def run_pipeline(
     as_of = as_of_text(settings.now())
     with run_lock(url, "consent-center run"), exported_settings(settings, url, as_of):
         prepare_dagster_home(settings)
-        return _run_pipeline(settings, url, started, on_step, on_total, as_of)
+        return _run_pipeline(settings, url, started, on_step, on_total, as_of, full_refresh)
 
 
-def _run_pipeline(settings, url, started, on_step, on_total, as_of: str) -> RunSummary:
-    summary = RunSummary(as_of=as_of)
+def _run_pipeline(
+    settings, url, started, on_step, on_total, as_of: str, full_refresh: bool
+) -> RunSummary:
+    summary = RunSummary(as_of=as_of, full_refresh=full_refresh)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         pending = pending_batches(conn, settings)
@@ -181,8 +193,8 @@ def _execute(defs, instance, pending: list[Batch], summary: RunSummary, on_step)
             summary.failures.append(f"{batch.source}/{batch.batch_id}: {_run_error(result)}")
 
     if on_step:
-        on_step("transforming (dbt build)")
-    transform = defs.resolve_job_def("transform")
+        on_step("full refresh (dbt build)" if summary.full_refresh else "transforming (dbt build)")
+    transform = defs.resolve_job_def("full_refresh" if summary.full_refresh else "transform")
     result = transform.execute_in_process(
         instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
     )

@@ -33,6 +33,9 @@ PRIVATE_UMASK = 0o077
 # an instant without a zone is Moscow time (DESIGN section 5)
 MOSCOW = ZoneInfo("Europe/Moscow")
 CLOCK_ENV = "CONSENT_NOW"
+#: how golden_consent reads "now" (macros/as_of.sql: reader_instant): `now` (the real clock) or
+#: `as_of` (the run's instant, for installations whose runs pin CONSENT_NOW); set by each run
+READ_CLOCK_ENV = "CONSENT_READ_CLOCK"
 
 
 class ClockError(ValueError):

@@ -111,3 +111,19 @@ def kill_9(process: subprocess.Popen) -> None:
     """SIGKILL `process` (kill -9: it cannot clean up) and reap it."""
     process.send_signal(KILL)
     process.communicate(timeout=60)
+
+
+def latest_metadata(dagster_home: Path, *keys: tuple[str, ...]) -> dict[str, dict]:
+    """The metadata of each asset's last materialisation in an installation's Dagster instance
+    (`CONSENT_HOME/dagster`), by "schema/name", values unwrapped."""
+    from dagster import AssetKey, DagsterInstance
+
+    found = {}
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for key in keys:
+            event = instance.get_latest_materialization_event(AssetKey(list(key)))
+            found["/".join(key)] = {
+                name: getattr(value, "value", value)
+                for name, value in event.asset_materialization.metadata.items()
+            }
+    return found

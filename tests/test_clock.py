@@ -23,6 +23,7 @@ import pytest
 
 from pipelines.dbt_cli import run_dbt
 from pipelines.settings import MOSCOW, ClockError, load_settings, parse_clock
+from tests.cli_runs import latest_metadata
 from tests.conftest import EXAMPLES, fresh_database
 
 CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
@@ -60,14 +61,9 @@ def _can_contact(env: dict[str, str], now: str) -> dict:
 
 def _latest_metadata(dagster_home: Path) -> dict[str, str]:
     """The as_of of the last materialisation of golden_consent and of the digest."""
-    from dagster import AssetKey, DagsterInstance
-
-    found = {}
-    with DagsterInstance.from_config(str(dagster_home)) as instance:
-        for key in (("consent", "golden_consent"), ("reports", "email_digest")):
-            event = instance.get_latest_materialization_event(AssetKey(list(key)))
-            found["/".join(key)] = event.asset_materialization.metadata["as_of"].value
-    return found
+    keys = (("consent", "golden_consent"), ("reports", "email_digest"))
+    found = latest_metadata(dagster_home, *keys)
+    return {key: metadata["as_of"] for key, metadata in found.items()}
 
 
 @pytest.fixture(scope="module")

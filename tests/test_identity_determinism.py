@@ -134,8 +134,13 @@ WALL_CLOCK = {"loaded_at", "executed_at", "reapplied_at"}
 _PSEUDONYM = re.compile(r"Anon[0-9]{32}")
 
 
-def by_records(conn: psycopg.Connection, table: str) -> Counter:
-    """The table's rows with every client id replaced by its client's smallest record key."""
+def by_records(
+    conn: psycopg.Connection, table: str, leave_out: frozenset[str] = frozenset()
+) -> Counter:
+    """The table's rows with every client id replaced by its client's smallest record key.
+
+    `leave_out`: columns not compared besides the wall-clock ones (a hash of a client id, which
+    no replacement can reach)."""
     key = dict(
         conn.execute(
             "select client_id, min(source || '|' || source_record_id) "
@@ -155,7 +160,7 @@ def by_records(conn: psycopg.Connection, table: str) -> Counter:
 
     cur = conn.execute(f"select * from consent.{table}")
     # loaded_at is when a batch was loaded into this database: a fact of the run, not the input
-    keep = [i for i, col in enumerate(cur.description) if col.name not in WALL_CLOCK]
+    keep = [i for i, col in enumerate(cur.description) if col.name not in WALL_CLOCK | leave_out]
     return Counter(tuple(swap(row[i]) for i in keep) for row in cur.fetchall())
 
 

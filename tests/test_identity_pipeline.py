@@ -310,14 +310,18 @@ def test_dagster_materialises_the_identity_tables_and_checks_accuracy(staged_url
         assert meta["precision"] == 1.0 and meta["recall"] == 1.0 and meta["f1"] == 1.0
 
         # the train_identity job's asset saves a model under CONSENT_HOME; the next resolution
-        # uses it and, the model having changed, re-scores every record (not only new ones)
+        # uses it and, the model having changed, re-scores every record even when the run
+        # asks for the incremental path
         trained = materialize(
             [train_identity_model], resources={"consent_center": resource}, instance=instance
         )
         assert trained.success
         assert (tmp_path / "home" / "identity" / "person_model.json").exists()
         again = materialize(
-            [identity_resolution], resources={"consent_center": resource}, instance=instance
+            [identity_resolution],
+            resources={"consent_center": resource},
+            instance=instance,
+            run_config={"ops": {"identity_resolution": {"config": {"incremental": True}}}},
         )
         xref_meta = {
             k: v.value

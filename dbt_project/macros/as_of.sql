@@ -45,3 +45,22 @@
     {%- endif -%}
     {{ return(instant) }}
 {%- endmacro %}
+
+{#-
+    reader_instant(): the instant a reader of golden_consent reads at, evaluated when the view
+    is read: the session's `consent.now` when set (`set consent.now = '2027-03-01T00:00+03'`, or
+    PGOPTIONS='-c consent.now=...'), else now(). An installation whose runs pin the clock
+    (CONSENT_NOW set by the operator: a test, a "what did it say on 1 March" rebuild) reads at
+    the run's instant instead, so that its golden_consent shows the instant it was built for.
+    The run says which through CONSENT_READ_CLOCK (`now` or `as_of`; pipelines/run.py); a dbt
+    build by hand reads at as_of when CONSENT_NOW is set, else at now().
+-#}
+{% macro reader_instant() -%}
+    {%- set pinned = env_var('CONSENT_NOW', '') | trim != '' -%}
+    {%- set clock = env_var('CONSENT_READ_CLOCK', 'as_of' if pinned else 'now') | trim -%}
+    {%- if clock not in ('now', 'as_of') -%}
+        {{ exceptions.raise_compiler_error("CONSENT_READ_CLOCK must be 'now' or 'as_of', not " ~ (clock | tojson)) }}
+    {%- endif -%}
+    coalesce(nullif(current_setting('consent.now', true), '')::timestamptz,
+             {{ 'now()' if clock == 'now' else as_of() }})
+{%- endmacro %}

@@ -53,3 +53,59 @@ select
 from current_intervals c
 left join supporting_grants g using (client_id, purpose, channel, partner_code)
 {% endmacro %}
+
+{#-
+   One part of golden_consent at the reader's instant t (reader_instant()): the run's rows
+   (int_golden_consent__half_<half>, at a = as_of()) for every key whose status cannot have
+   moved between a and t, and for the others the consent_history interval that contains t.
+
+   A key's status at t differs from its status at a only if one of its intervals starts in
+   (least(a, t), greatest(a, t)] (history intervals follow each other without gaps: a grant
+   that runs out is followed by an `expired` interval). Those keys are found by a range scan of
+   the history part's valid_from index, so reading at t costs what the clock changed, not the
+   table. A granted key read at t lists the grants that hold it open at t, by the rule of
+   golden_consent_part (on a key with revocations, only grants after the last revocation or
+   restriction so far).
+-#}
+{% macro golden_consent_at_reader(half) %}
+{%- set history = ref('int_consent_history__half_' ~ half) %}
+{%- set key_events = ref('int_consent_key_events__half_' ~ half) %}
+{%- set key = ['client_id', 'purpose', 'channel', 'partner_code'] %}
+{%- set moved_since_run -%}
+    m.valid_from > least({{ as_of() }}, {{ reader_instant() }})
+    and m.valid_from <= greatest({{ as_of() }}, {{ reader_instant() }})
+{%- endset %}
+select g.client_id, g.purpose, g.channel, g.partner_code, g.status, g.valid_from,
+       g.valid_until, g.basis_event_ids, g.last_changed_at
+from {{ ref('int_golden_consent__half_' ~ half) }} g
+where not exists (
+    select 1 from {{ history }} m
+    where {% for column in key %}m.{{ column }} = g.{{ column }} and {% endfor %}{{ moved_since_run }}
+)
+union all
+select h.client_id, h.purpose, h.channel, h.partner_code, h.status, h.valid_from,
+       case when h.status = 'granted' then nullif(s.valid_until, 'infinity') else h.valid_to end,
+       case when h.status = 'granted' and s.event_ids is not null then s.event_ids
+            else array[h.basis_event_id] end,
+       h.valid_from
+from (
+    select distinct {% for column in key %}m.{{ column }}{{ ', ' if not loop.last }}{% endfor %}
+    from {{ history }} m
+    where {{ moved_since_run }}
+) moved
+join {{ history }} h
+    on {% for column in key %}h.{{ column }} = moved.{{ column }} and {% endfor %}h.valid_from <= {{ reader_instant() }}
+    and (h.valid_to is null or h.valid_to > {{ reader_instant() }})
+left join lateral (
+    select array_agg(k.event_id order by k.effective_at, k.event_id) as event_ids,
+           max(k.ends_at) as valid_until
+    from {{ key_events }} k
+    where {% for column in key %}k.{{ column }} = h.{{ column }} and {% endfor %}k.action = 'grant'
+      and k.effective_at <= {{ reader_instant() }} and k.ends_at > {{ reader_instant() }}
+      and (k.grants_only is true or not exists (
+          select 1 from {{ key_events }} r
+          where {% for column in key %}r.{{ column }} = k.{{ column }} and {% endfor %}r.action in ('revoke', 'restrict')
+            and r.effective_at >= k.effective_at and r.effective_at <= {{ reader_instant() }}
+      ))
+) s on h.status = 'granted'
+{% endmacro %}

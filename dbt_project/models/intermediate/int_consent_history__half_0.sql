@@ -6,6 +6,6 @@
     materialized='table',
     pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
     post_hook=["{{ analyze_for_readers() }}"],
-    indexes=[{'columns': ['client_id']}],
+    indexes=[{'columns': ['client_id']}, {'columns': ['valid_from']}],
 ) }}
 {{ consent_history_part(half=0) }}

@@ -1,17 +1,28 @@
--- The current status per client x purpose x channel x partner: the consent_history interval
--- that contains the run's instant, the dbt var `as_of` (CONSENT_NOW, else the real now when the
--- run started; macros/as_of.sql), with every event that supports it (DESIGN section 6). Rebuilt on
--- every run (and nightly), so consents that expire by the clock move to `expired` without new
--- data.
--- Built in two halves by client, one per consent_history half (int_golden_consent__half_0/1,
--- each as soon as its history half is ready; macros/golden_consent_part.sql); this view is their
--- union. A key lives in exactly one half, and each half has a unique index on the key (no index
--- on purpose, channel and status: with 30 combinations a scan of one reads nearly every page
--- anyway).
+-- The current status per client x purpose x channel x partner (DESIGN section 6), at the
+-- reader's instant: `consent.now` when the session sets it, else now() (on an installation
+-- whose runs pin the clock with CONSENT_NOW, the run's instant; macros/as_of.sql:
+-- reader_instant). Right at every moment, not only at the last run: a consent that ends after
+-- the run reads `expired` from its end, with no run in between.
+-- Read, not recomputed: golden_consent_at_run holds every key's status at the run's instant;
+-- only the keys whose history has an interval starting between that instant and the reader's
+-- (a range scan of the history's valid_from index: the few that a clock changed) are read from
+-- consent_history at the reader's instant instead (macros/golden_consent_part.sql).
 {{ config(materialized='view') }}
 -- a stored row under channel `any` stands for the six channel keys of a channel-uniform
 -- group (macros/consent_scope.sql)
-{{ halves_on_concrete_channels('int_golden_consent', [
-    'client_id', 'purpose', 'channel', 'partner_code', 'status', 'valid_from', 'valid_until',
-    'basis_event_ids', 'last_changed_at'
-]) }}
+select
+    h.client_id,
+    h.purpose,
+    c.channel,
+    h.partner_code,
+    h.status,
+    h.valid_from,
+    h.valid_until,
+    h.basis_event_ids,
+    h.last_changed_at
+from (
+    {{ golden_consent_at_reader(half=0) }}
+    union all
+    {{ golden_consent_at_reader(half=1) }}
+) h
+join {{ key_channels('c') }} on c.key_channel = h.channel

@@ -183,7 +183,7 @@ unconfirmed_grants as (
 granted_on_web as (
     -- every supporting grant must be a web consent, so the first one starts with 'web:'
     select client_id, purpose, channel, partner_code, basis_event_ids
-    from {{ ref('golden_consent') }}
+    from {{ ref('golden_consent_at_run') }}
     where status = 'granted' and basis_event_ids[1] like 'web:%'
 ),
 

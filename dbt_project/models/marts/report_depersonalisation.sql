@@ -87,7 +87,7 @@ holds as (
            min(g.valid_from),
            case when bool_or(g.valid_until is null) then null else max(g.valid_until) end
     from requested r
-    join {{ ref('golden_consent') }} g on g.client_id = r.client_id
+    join {{ ref('golden_consent_at_run') }} g on g.client_id = r.client_id
     where g.status = 'granted' and g.valid_from > r.last_received_at
     group by r.client_key
 

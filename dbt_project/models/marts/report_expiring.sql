@@ -6,7 +6,7 @@
 with expiring as (
     select g.client_id, g.purpose, g.channel, g.partner_code, 'expiring'::text as state,
            g.valid_until as expires_at, basis.event_id
-    from {{ ref('golden_consent') }} g
+    from {{ ref('golden_consent_at_run') }} g
     -- the grant that holds the consent open longest decides when it really ends
     cross join lateral (
         select e.event_id from {{ ref('consent_event') }} e
