@@ -95,15 +95,16 @@ def write_daily_batch(conn: psycopg.Connection, landing: Path, share: float, day
     """A day's batch for `share` of the clients, from what the installation holds for them.
 
     The clients are a deterministic sample (md5 order); each gets one kind of change, by its
-    rank: a revocation letter, a CRM update (card and a tick set to false), a web withdrawal,
-    a web registration, or a partner refusal (each kind only where the client has the record it
-    needs). Returns the rows written per file and the letters' CRM records.
+    rank: a revocation letter, a CRM update (card and a tick set to false), a web withdrawal or
+    a web registration (each kind only where the client has the record it needs); a fifth of
+    the sample's size more, among the clients a partner knows, get a partner refusal. Returns
+    the rows written per file and the letters' CRM records.
     """
     (clients,) = conn.execute("select count(*) from consent.golden_client").fetchone()
     sample = max(5, round(clients * share))
     conn.execute(
         "create temp table daily_sample as select client_id, row_number() over (order by "
-        "md5(client_id)) %% 5 as kind from (select client_id from consent.golden_client "
+        "md5(client_id)) %% 4 as kind from (select client_id from consent.golden_client "
         "order by md5(client_id) limit %s) s",
         (sample,),
     )
@@ -230,13 +231,18 @@ def write_daily_batch(conn: psycopg.Connection, landing: Path, share: float, day
         select distinct on (s.client_id) p.partner_code, p.partner_client_id, p.last_name,
                p.first_name, p.middle_name, p.birth_date, p.phone, p.email, p.consent_code,
                p.agreement_id
-        from daily_sample s
+        from (
+            -- a fifth of the sample, among the clients a partner knows
+            select client_id from consent.client_xref where source = 'partner'
+            group by client_id order by md5(client_id) limit %s
+        ) s
         join consent.client_xref x on x.client_id = s.client_id and x.source = 'partner'
         join raw.partner_clients p
           on p.partner_code || ':' || p.partner_client_id = x.source_record_id
-        where s.kind = 4 and p.consent_code <> ''
+        where p.consent_code <> ''
         order by s.client_id, p._batch_id desc, p.consent_code
-        """
+        """,
+        (max(1, sample // 5),),
     ).fetchall()
     written["partner/partner_clients.csv"] = _write_csv(
         landing / "partner" / batch / "partner_clients.csv",
