@@ -310,8 +310,7 @@ def test_dagster_materialises_the_identity_tables_and_checks_accuracy(staged_url
         assert meta["precision"] == 1.0 and meta["recall"] == 1.0 and meta["f1"] == 1.0
 
         # the train_identity job's asset saves a model under CONSENT_HOME; the next resolution
-        # uses it and, the model having changed, re-scores every record even when the run
-        # asks for the incremental path
+        # uses it and, the model having changed, re-scores every record (not only new ones)
         trained = materialize(
             [train_identity_model], resources={"consent_center": resource}, instance=instance
         )
@@ -321,7 +320,6 @@ def test_dagster_materialises_the_identity_tables_and_checks_accuracy(staged_url
             [identity_resolution],
             resources={"consent_center": resource},
             instance=instance,
-            run_config={"ops": {"identity_resolution": {"config": {"incremental": True}}}},
         )
         xref_meta = {
             k: v.value

@@ -2,8 +2,9 @@
 
 * `identity_resolution` (multi-asset, group `identity`): consent.client_xref,
   consent.golden_client and consent.identity_ambiguous_matches, from the staging person
-  models; every record scored on every run, so that the clients are the same whatever the
-  batching (client ids stay stable through the previous xref). Part of `transform`.
+  models; incremental against the previous xref (client ids stay stable) and the previous
+  ambiguous pairs (those between unchanged records are kept, not lost); a full refresh scores
+  every record again. Part of `transform` and `full_refresh`.
   Its charts (match weights, m/u parameters) hold no personal data; splink's comparison
   viewer and cluster studio do (names, passports, phones), so no run writes them: the DPO
   command `consent-center identity-report` does (assets/identity/review.py), 0600.
@@ -247,20 +248,19 @@ def run_identity_resolution(
 
 
 class IdentityRunConfig(Config):
-    """How a run resolves identity.
+    """How a run resolves identity: incremental (score the pairs that touch new or changed
+    records, keep the rest), or, for a full refresh (the full_refresh job), every record.
 
-    Every run scores every record (`incremental: false`, the default): a pair's probability
-    depends on the size of the data it was scored in (the model's prior is scaled to it, and
-    term frequencies move as data grows), and clusters kept from earlier runs never split, so
-    scoring only the pairs that touch new records made the clients depend on how the batches
-    arrived (tests/test_batching_determinism.py: six daily runs against one run over the same
-    feeds differed in 246 of 2,000 clients' records). The incremental path (resolve's
-    `incremental`) stays for the day scoring no longer depends on the data's size; until then
-    `incremental: true` in the run config is a faster run that does not hold the determinism
-    guarantee. `full_refresh` (the full_refresh job) always scores everything.
+    Known limit (tests/test_batching_determinism.py, an expected failure): a pair's
+    probability depends on the data it was scored in (the prior is scaled to the data's size,
+    term frequencies move as data grows) and clusters kept from earlier runs never split, so
+    daily runs can reach other clients than one run over the same batches, or a full refresh.
+    Scoring everything on every run removes that, but then an erasure (a record's names gone)
+    moves every probability through the term frequencies, and a run with nothing new after an
+    erasure changes the published identity (the slow crash and 100k tests). Both hold only once
+    a pair's score depends on the pair alone.
     """
 
-    incremental: bool = False
     full_refresh: bool = False
 
 
@@ -308,12 +308,11 @@ def identity_resolution(
     if last is not None and last.asset_materialization is not None:
         entry = last.asset_materialization.metadata.get("identity_state_version")
         last_version = entry.value if entry is not None else None
-    # incremental only when asked for (IdentityRunConfig), and never after a retrain or over a
-    # state written by an older release (ambiguous pairs lost): those re-score everything
-    incremental = (
-        config.incremental
-        and not config.full_refresh
-        and (last is None or (last_sha == model_sha and last_version == IDENTITY_STATE_VERSION))
+    # no previous run: incremental (there is nothing to keep); a full refresh, a previous run
+    # of another model, or one that wrote an older state (ambiguous pairs lost), re-scores
+    # everything
+    incremental = not config.full_refresh and (
+        last is None or (last_sha == model_sha and last_version == IDENTITY_STATE_VERSION)
     )
     generation = Generation.of_run(context.run_id)
     with consent_center.connect(autocommit=True) as conn:
