@@ -32,6 +32,9 @@ from tests.conftest import fresh_database
 from tests.test_crash_determinism import TABLES as PUBLISHED_TABLES
 from tests.test_identity_determinism import by_records
 
+#: six whole runs (about seven minutes on 2 cores): in the slow tier, beside the crash tests
+pytestmark = pytest.mark.slow
+
 CLIENTS, SEED, BATCHES = 2_000, 5, 4
 #: every published table but the depersonalisation report (the feeds hold no erasure request)
 TABLES = tuple(t for t in PUBLISHED_TABLES if t != "report_depersonalisation")

@@ -113,7 +113,11 @@ def test_a_new_installation_generates_sample_feeds_first(database_url, tmp_path)
         # the whole group: a child left alive (dbt, a generator worker) would hold the pipes open
         with contextlib.suppress(ProcessLookupError):  # ended by itself: the assert says how
             os.killpg(run.pid, signal.SIGKILL)
-        run.communicate(timeout=60)
+        # the run itself, not its pipes: Dagster's compute-log `tail -F` helpers run in a
+        # session of their own and hold them open for a while after the kill
+        run.wait(timeout=60)
+        run.stdout.close()
+        run.stderr.close()
     landing = home / "landing"
     people = {
         line.rsplit(",", 1)[1]
