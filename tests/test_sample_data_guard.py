@@ -95,6 +95,7 @@ def test_a_new_installation_generates_sample_feeds_first(database_url, tmp_path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, which the kill below ends whole
     )
     try:
         deadline = time.monotonic() + 300
