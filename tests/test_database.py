@@ -207,3 +207,21 @@ def test_socket_urls_become_dbt_profile_parameters():
         "dbname": "consent",
     }
     assert libpq_params("postgresql://u:s%40cret@db:6543/mdm")["password"] == "s@cret"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/sbin/useradd").exists(), reason="root")
+def test_the_servers_account_is_created_when_the_callers_path_lacks_sbin(monkeypatch):
+    """A first start as root from cron or `env -i` (PATH=/usr/bin:/bin) still creates the
+    account the server runs as: useradd is found in /usr/sbin all the same."""
+    import pwd
+
+    from pipelines.database import _server_account
+
+    name = f"cc_test_{os.getpid()}"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    try:
+        entry = _server_account(name)
+        assert entry.pw_name == name and pwd.getpwnam(name).pw_uid == entry.pw_uid
+        assert _server_account(name).pw_uid == entry.pw_uid  # found, not created twice
+    finally:
+        subprocess.run(["/usr/sbin/userdel", name], capture_output=True)

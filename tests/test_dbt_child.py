@@ -72,3 +72,24 @@ def test_dbt_started_by_a_run_dies_when_the_run_is_killed(database_url):
         while _sleeping_backends(conn) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _sleeping_backends(conn) == 0
+
+
+def test_dagster_dbt_reads_the_installed_dbt_version_at_once_and_offline():
+    """dagster-dbt asks `--version` before every dbt step: the wrapper answers with dbt-core's
+    own version number, in dbt's layout, without starting dbt or asking PyPI."""
+    from dagster_dbt import DbtCliResource
+    from dbt.version import __version__ as dbt_core_version
+    from packaging.version import Version
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [dbt_executable(), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "no_proxy": "", "https_proxy": "http://127.0.0.1:9"},  # no network
+    )
+    assert done.returncode == 0 and time.monotonic() - started < 1.5, done
+    assert f"installed: {dbt_core_version}" in done.stdout and "latest" not in done.stdout
+    resource = DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=dbt_executable())
+    assert resource._cli_version == Version(dbt_core_version)

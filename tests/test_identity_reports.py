@@ -53,13 +53,35 @@ def personal_values(landing: Path) -> set[str]:
     return values
 
 
+# the characters a passport or a phone is written with: every value personal_values finds is
+# made of them, so in a file it can only lie inside a run of them
+_NUMBERISH = re.compile(r"[0-9+()\- ]{8,}")
+_SHORT_SPAN = 64
+
+
+def _values_in(text: str, plain: set[str], other: set[str]) -> set[str]:
+    """The values found in `text`: a plain (numberish) value inside one of its numberish runs,
+    looked up by the run's substrings (a run is short: a phone, a passport, a date), and any
+    other value by a search of the whole text."""
+    found = {value for value in other if value in text}
+    for span in set(_NUMBERISH.findall(text)):
+        if len(span) > _SHORT_SPAN:
+            found |= {value for value in plain if value in span}
+            continue
+        windows = {span[i:j] for i in range(len(span)) for j in range(i + 8, len(span) + 1)}
+        found |= windows & plain
+    return found
+
+
 def files_with(folder: Path, values: set[str]) -> dict[str, int]:
     """file -> how many of `values` it contains, for every file under folder."""
+    plain = {value for value in values if _NUMBERISH.fullmatch(value)}
+    other = values - plain
     hits = {}
     for path in folder.rglob("*"):
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="ignore")
-            found = sum(1 for v in values if v in text)
+            found = len(_values_in(text, plain, other))
             if found:
                 hits[str(path.relative_to(folder))] = found
     return hits
@@ -173,3 +195,18 @@ def test_an_erasure_removes_every_dashboard(setup, tmp_path):
     assert not any((out / n).exists() for n in DASHBOARD_FILES)
     # the model charts hold no personal data and stay
     assert (home / "reports" / "identity" / "match_weights.html").exists()
+
+
+def test_the_personal_value_search_finds_what_a_plain_search_finds(tmp_path):
+    """files_with (used by every "no personal data under reports" check) agrees with the
+    obvious search, value by value, on text where the values sit inside longer runs."""
+    values = {"4612 345678", "4612345678", "+79035551234", "89035551234", "Иванов 1"}
+    (tmp_path / "a.csv").write_text("id,note\n1,passport 4612 345678.\n2,x89035551234 7\n")
+    (tmp_path / "b.html").write_text("<td>+7903555123</td><td>Иванов 1</td>" + "1 " * 100)
+    (tmp_path / "c.txt").write_text("phones: +79035551234 4612345678 2024-01-01 " * 3)
+    expected = {}
+    for path in tmp_path.iterdir():
+        text = path.read_text()
+        if found := sum(value in text for value in values):
+            expected[path.name] = found
+    assert files_with(tmp_path, values) == expected == {"a.csv": 2, "b.html": 1, "c.txt": 2}
