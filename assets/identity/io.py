@@ -54,6 +54,8 @@ with crm as (
     order by source_record_id, batch_id desc, updated_at desc nulls last, line_number desc
 ),
 contracts as (
+    -- as dbt's int_crm__contracts (newest batch, then last line), which identity cannot read:
+    -- it runs before the consent models are built
     select distinct on (contract_id) contract_id, crm_client_id, contract_number
     from staging.stg_crm__contracts
     where contract_id is not null

@@ -134,8 +134,8 @@ contracts_missing as (
 
 underived_contract_ids as (
     -- contracts from which the matrix derivation made no event at all (cheap columns only)
-    select distinct k.contract_id
-    from {{ ref('stg_crm__contracts') }} k
+    select k.contract_id
+    from {{ ref('int_crm__contracts') }} k
     where not exists (
         select 1 from {{ ref('consent_event') }} d
         where d.process = 'matrix' and d.source_record_id = k.crm_client_id
@@ -145,12 +145,10 @@ underived_contract_ids as (
 
 underived_contracts as (
     -- their newest version, as the matrix derivation reads a contract
-    select distinct on (c.contract_id)
-        c.contract_id, c.crm_client_id, c.contract_number, c.system_code, c.product_type,
-        c.signed_at
-    from {{ ref('stg_crm__contracts') }} c
+    select c.contract_id, c.crm_client_id, c.contract_number, c.system_code, c.product_type,
+           c.signed_at
+    from {{ ref('int_crm__contracts') }} c
     where c.contract_id = any(array(select contract_id from underived_contract_ids))
-    order by c.contract_id, c.batch_id desc, c.line_number desc
 ),
 
 contracts_without_rule as (

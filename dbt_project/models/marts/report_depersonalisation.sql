@@ -51,11 +51,8 @@ requested as (
 
 contracts as (
     -- the newest row of every contract (a later batch may close it)
-    select distinct on (contract_id) contract_id, crm_client_id, contract_number, signed_at,
-           closed_at
-    from {{ ref('stg_crm__contracts') }}
-    where contract_id is not null
-    order by contract_id, batch_id desc, line_number desc
+    select contract_id, crm_client_id, contract_number, signed_at, closed_at
+    from {{ ref('int_crm__contracts') }}
 ),
 
 client_contracts as (

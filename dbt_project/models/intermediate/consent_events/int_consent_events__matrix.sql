@@ -3,19 +3,9 @@
 -- by system code, product type, or contract-number mask (SQL LIKE). A contract grants exactly
 -- what its matching rules say; nothing else ("a contract is never consent to everything").
 with contracts as (
-    -- the newest batch's version of each contract (a later export may add closed_at).
-    -- `<= 1` rather than `= 1` (the same rows) on purpose: PostgreSQL estimates it at a third of
-    -- the contracts instead of a few thousand rows, so the joins further on hash the small
-    -- tables (client_xref, batches, catalog) and not this side, millions of wide rows at scale
-    select *
-    from (
-        select c.*, {{ moscow_date('c.signed_at') }} as signed_day,
-               row_number() over (
-                   partition by c.contract_id order by c.batch_id desc, c.line_number desc
-               ) as version_rank
-        from {{ ref('stg_crm__contracts') }} c
-    ) versions
-    where version_rank <= 1
+    -- the newest version of each contract (a later export may add closed_at)
+    select c.*, {{ moscow_date('c.signed_at') }} as signed_day
+    from {{ ref('int_crm__contracts') }} c
 ),
 
 rules as (

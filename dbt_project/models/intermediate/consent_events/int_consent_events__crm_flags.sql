@@ -10,9 +10,7 @@ with ticks as (
 ),
 
 contracts as (
-    select distinct on (contract_id) contract_id, contract_number
-    from {{ ref('stg_crm__contracts') }}
-    order by contract_id, batch_id desc
+    select contract_id, contract_number from {{ ref('int_crm__contracts') }}
 )
 
 select
