@@ -1,0 +1,70 @@
+"""Dagster's event log on SQLite, without a disk flush per event.
+
+Dagster's SQLite event log opens a connection for every event it writes and closes it again;
+each commit and each close (the WAL checkpoint of the last connection) waits for the disk. A
+run writes some 800 events (a dbt test is a planned check, an output and an evaluation), and
+on this machine those waits made a quarter of a small run. Here the connections of the event
+log skip the flush (`synchronous = OFF`): a killed process loses nothing, since the operating
+system still holds what was written; only a power cut or a kernel crash can lose the newest
+events or damage a shard.
+
+What the product keeps is not there: consents, batches, the run lock and the change feed live
+in PostgreSQL with its full durability, and Dagster's run storage (which run ran, and how it
+ended) keeps SQLite's default. A damaged event log is a Dagster history to set aside
+(`CONSENT_HOME/dagster/history/runs`), never a consent lost. An installation that wants
+Dagster's history on a durable server names Dagster's PostgreSQL storage in its dagster.yaml
+instead: `consent-center` writes that file only when it is missing or still the one it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+#: the event log folders whose SQLite connections skip the flush (absolute paths)
+_UNFLUSHED: set[str] = set()
+
+
+@event.listens_for(Engine, "connect")
+def _skip_flush_for_the_event_log(dbapi_connection, _record) -> None:
+    if not _UNFLUSHED or not type(dbapi_connection).__module__.startswith("sqlite3"):
+        return
+    files = [row[2] for row in dbapi_connection.execute("pragma database_list")]
+    if any(path and os.path.dirname(path) in _UNFLUSHED for path in files):
+        dbapi_connection.execute("pragma synchronous = off")
+
+
+class UnflushedSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log whose writes do not wait for the disk (see the module)."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        _UNFLUSHED.add(os.path.abspath(base_dir))
+        super().__init__(base_dir, inst_data=inst_data)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, **config_value)
+
+
+#: the first line of a dagster.yaml that consent-center wrote (and may rewrite)
+MARK = "# written by consent-center"
+
+
+def dagster_yaml(dagster_home: os.PathLike) -> str:
+    """The instance configuration consent-center writes into CONSENT_HOME/dagster."""
+    runs = json.dumps(os.path.join(os.path.abspath(dagster_home), "history", "runs", ""))
+    return (
+        f"{MARK} (pipelines/dagster_storage.py); replace it to choose\n"
+        "# another storage, and it is left alone\n"
+        "telemetry:\n"
+        "  enabled: false\n"
+        "event_log_storage:\n"
+        "  module: pipelines.dagster_storage\n"
+        "  class: UnflushedSqliteEventLogStorage\n"
+        "  config:\n"
+        f"    base_dir: {runs}\n"
+    )
