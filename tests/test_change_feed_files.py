@@ -16,7 +16,7 @@ import pytest
 
 from assets.change_feed import sync_change_files
 from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples, kill_9, start_paused
-from tests.conftest import EXAMPLES, fresh_database
+from tests.conftest import EXAMPLES, STORY_CLOCK, fresh_database
 
 LETTER = (
     "HD-11,2025-03-03T09:00:00,revoke_consent,Соколова М.А.,1988-11-02,+79035551234,,,,"
@@ -57,7 +57,9 @@ def fed(server_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("change-files")
     landing, home = copy_examples(root)
     with fresh_database(server_url) as url:
-        env = cli_env(home, landing, url)
+        # at the stories' instant: the letter must find Maria's e-mail consent still granted
+        # (it runs out in 2027), whatever CONSENT_NOW the session runs at
+        env = cli_env(home, landing, url, CONSENT_NOW=STORY_CLOCK.isoformat())
         killed, marker = start_paused(
             [CONSENT_CENTER, "run"],
             env,
