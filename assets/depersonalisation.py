@@ -13,8 +13,10 @@ set-based and in ONE transaction:
   partner_clients) every personal column (assets/access.PERSONAL_COLUMNS: names, free-text
   name, birth date, phone, e-mail, passport, address, IP) is overwritten: the surname (or the
   helpdesk `fio`) becomes the pseudonym, every other personal field is emptied; a web event's
-  `_payload` loses its person and IP the same way. Staging models are views over raw, so they
-  follow, and no later dbt run can bring the data back;
+  `_payload` loses its person and IP the same way. Staging keeps each batch's rows typed once
+  (stg_* tables over base_* views): every raw row changed here is staged again through its base
+  view in the same transaction, so the staged copy is erased too, exactly as a re-staging of the
+  erased raw rows would type it, and no later dbt run can bring the data back;
 * consent.golden_client shows the pseudonym and nothing else personal; personal fields kept for
   evidence of rejected rows (consent.dq_rejections.raw_record) are dropped; phone numbers no
   raw row uses any more leave the raw.phone_numbers lookup; client_xref's record_hash (a
@@ -35,6 +37,9 @@ listed records on their client (assets/identity/assets.py): with only a pseudony
 would otherwise split them off.
 """
 
+import json
+from functools import cache
+
 import psycopg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from psycopg import sql
@@ -44,7 +49,7 @@ from assets.identity.review import remove_identity_reports
 from pipelines.resources import ConsentCenterResource
 from sources import SOURCES
 from sources.phones import KEY_SQL, PHONE_COLUMNS
-from sources.schema import ensure_schema
+from sources.schema import ensure_schema, relation_exists
 
 DEPERSONALISATION_KEY = AssetKey(["consent", "depersonalisation"])
 REPORT_KEY = AssetKey(["consent", "report_depersonalisation"])
@@ -92,6 +97,29 @@ def person_tables() -> list[tuple[str, str, list[str], str]]:
     return tables
 
 
+@cache
+def staged_tables() -> dict[str, tuple[str, str]]:
+    """raw table -> (base view, staged table) of the typed staging, from the dbt manifest.
+
+    The dbt project owns the pairing by name: base_<source>__<entity> parses raw.<source>_<entity>
+    and stg_<source>__<entity> stages it.
+    """
+    from assets.transform import ensure_manifest
+
+    manifest = json.loads(ensure_manifest().read_text())
+    pairs = {}
+    for node in manifest["nodes"].values():
+        name = node["name"]
+        if node["resource_type"] != "model" or not name.startswith("base_"):
+            continue
+        entity = name.removeprefix("base_")
+        raw = entity.replace("__", "_", 1)
+        if f"source.consent_center.raw.{raw}" not in node["depends_on"]["nodes"]:
+            raise RuntimeError(f"dbt model {name} does not read raw.{raw}")
+        pairs[raw] = (name, f"stg_{entity}")
+    return pairs
+
+
 def _raw_update(table: str, source: str, personal: list[str], file_format: str) -> sql.Composed:
     """Overwrite one raw table's personal columns for the listed records; count per client."""
     empty = sql.SQL("null") if file_format == "jsonl" else sql.SQL("''")
@@ -122,13 +150,17 @@ def _raw_update(table: str, source: str, personal: list[str], file_format: str) 
             from consent.depersonalised_records d
             where d.source = {source} and d.source_record_id = {key}
               and ({old}) is distinct from ({new})
-            returning d.client_id
+            returning d.client_id, t._batch_id, t._file_name, t._line_number
+        ), to_restage as (
+            insert into _restage_rows (table_name, batch_id, file_name, line_number)
+            select {table_name}, _batch_id, _file_name, _line_number from changed
         )
         insert into _depersonalised_rows (client_id, table_name, n)
         select client_id, {label}, count(*) from changed group by client_id
         """
     ).format(
         table=sql.Identifier(table),
+        table_name=sql.Literal(table),
         assignments=assignments,
         source=sql.Literal(source),
         key=RECORD_KEYS[table][1],
@@ -136,6 +168,36 @@ def _raw_update(table: str, source: str, personal: list[str], file_format: str) 
         new=sql.SQL(", ").join(values),
         label=sql.Literal(f"raw.{table}"),
     )
+
+
+def _restage(conn: psycopg.Connection) -> dict[str, int]:
+    """Stage the raw rows erased in this transaction again, through their base views."""
+    restaged = {}
+    for table, (base, staged) in sorted(staged_tables().items()):
+        if not relation_exists(conn, "staging", staged):
+            continue  # staging was never built: the next build types the erased rows
+        n = conn.execute(
+            sql.SQL(
+                """
+                with gone as (
+                    delete from staging.{staged} s using _restage_rows r
+                    where r.table_name = {table} and s.batch_id = r.batch_id
+                      and s.file_name = r.file_name and s.line_number = r.line_number
+                    returning s.batch_id, s.file_name, s.line_number, s.batch_loaded_at
+                )
+                insert into staging.{staged}
+                select b.*, g.batch_loaded_at
+                from staging.{base} b
+                join gone g on g.batch_id = b.batch_id and g.file_name = b.file_name
+                    and g.line_number = b.line_number
+                """
+            ).format(
+                staged=sql.Identifier(staged), base=sql.Identifier(base), table=sql.Literal(table)
+            )
+        ).rowcount
+        if n:
+            restaged[f"staging.{staged}"] = n
+    return restaged
 
 
 def _phone_keys_of_listed_records() -> sql.Composed:
@@ -310,6 +372,10 @@ def execute_depersonalisation(conn: psycopg.Connection) -> dict:
             "create temp table _depersonalised_rows "
             "(client_id text, table_name text, n bigint) on commit drop"
         )
+        conn.execute(
+            "create temp table _restage_rows (table_name text, batch_id text, file_name text, "
+            "line_number bigint) on commit drop"
+        )
         executed = [r[0] for r in conn.execute("select client_id from _due order by 1")]
         records = conn.execute(_LIST_RECORDS).rowcount
         conn.execute(
@@ -319,6 +385,7 @@ def execute_depersonalisation(conn: psycopg.Connection) -> dict:
         )
         for table, source, personal, file_format in person_tables():
             conn.execute(_raw_update(table, source, personal, file_format))
+        restaged = _restage(conn)
         conn.execute(_GOLDEN)
         conn.execute(_REJECTIONS, {"personal": sorted(PERSONAL_COLUMNS)})
         phones = 0
@@ -335,6 +402,7 @@ def execute_depersonalisation(conn: psycopg.Connection) -> dict:
                 "group by table_name order by 1"
             ).fetchall()
         )
+    rows.update(restaged)
     if phones:
         rows["raw.phone_numbers"] = phones
     if hashes:

@@ -37,6 +37,7 @@ from pipelines.resources import ConsentCenterResource
 from sources.loader import load_batch
 from sources.phones import refresh_phone_numbers
 from tests.conftest import EXAMPLE_XREF, EXAMPLES, clock, fresh_database, load_and_stage
+from tests.staged_tables import staged_versus_base
 
 # "today" is the session's clock (CONSENT_NOW, tests/conftest.py): the instant dbt derives at
 NOW = clock().astimezone(MOSCOW).replace(microsecond=0, tzinfo=None)
@@ -315,6 +316,7 @@ def story(server_url, tmp_path_factory):
             # 1. the execution
             seen["first"] = execute_depersonalisation(conn)
             seen["pii_after"] = pii_hits(conn)
+            seen["staged_after"] = staged_versus_base(conn)
             seen["evidence_after"] = orlova_evidence(conn)
             seen["others_after"] = conn.execute(
                 "select * from consent.golden_client where client_id <> 'C-ORLOVA' order by 1"
@@ -384,9 +386,12 @@ def story(server_url, tmp_path_factory):
             batch = crm_card_batch(landing, "2025-03-01", [CLIENTS[0]])
             load_batch(conn, "crm", batch)
             refresh_phone_numbers(conn)
+        run_dbt(url, "build", "--select", "staging")  # the late batch typed, person and all
+        with psycopg.connect(url, autocommit=True) as conn:
             seen["pii_late_batch"] = pii_hits(conn)
             seen["late"] = execute_depersonalisation(conn)
             seen["pii_after_late"] = pii_hits(conn)
+            seen["staged_after_late"] = staged_versus_base(conn)
             seen["audit_after_late"] = conn.execute(
                 "select to_jsonb(a) from consent.depersonalisation_audit a"
             ).fetchall()
@@ -513,6 +518,14 @@ def test_one_audit_row_per_client_with_ids_and_counts_only(story):
     assert story["report_after"]["C-ORLOVA"]["state"] == "done"
 
 
+def test_staging_is_erased_exactly_as_typing_the_erased_raw_rows_again_would_type_them(story):
+    # every staged table against its base view (raw parsed now), row for row, both ways
+    assert story["staged_after"] == dict.fromkeys(story["staged_after"], (0, 0))
+    assert story["staged_after_late"] == dict.fromkeys(story["staged_after_late"], (0, 0))
+    assert story["first"]["rows"]["staging.stg_crm__clients"] == 1
+    assert story["late"]["rows"]["staging.stg_crm__clients"] == 1
+
+
 def test_a_second_execution_changes_nothing(story):
     assert story["second"] == {
         "executed_clients": [],
@@ -540,6 +553,7 @@ def test_identity_resolution_keeps_the_depersonalised_records_on_their_client(st
 
 def test_a_late_batch_resending_the_card_is_depersonalised_too(story):
     assert story["pii_late_batch"]["raw.crm_clients"] == 1
+    assert story["pii_late_batch"]["staging.stg_crm__clients"] == 1
     assert story["late"]["executed_clients"] == []
     assert story["late"]["reapplied_clients"] == ["C-ORLOVA"]
     assert story["pii_after_late"] == dict.fromkeys(story["pii_after_late"], 0)

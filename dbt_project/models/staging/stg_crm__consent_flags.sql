@@ -1,18 +1,17 @@
--- CRM consent ticks, one row per raw row (every CRM batch); renamed and cast.
--- flag_value = false records a refusal / revocation of that consent at set_at.
-with src as (
-    select * from {{ source('raw', 'crm_consent_flags') }}
-)
+-- CRM consent ticks, typed once per batch: base_crm__consent_flags parses the raw rows, this table keeps them
+-- (macros/staged_batches.sql). Every reader of crm staging reads this table.
+{{ config(
+    materialized='incremental',
+    on_schema_change='fail',
+    indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}],
+    pre_hook=["{{ unstage_batches('crm') }}"],
+    post_hook=["analyze {{ this }}"],
+) }}
 
-select
-    {{ empty_to_null('src.crm_client_id') }}  as crm_client_id,
-    {{ empty_to_null('src.contract_id') }}    as contract_id,
-    {{ empty_to_null('src.flag_code') }}      as flag_code,
-    {{ to_boolean('src.value') }}             as flag_value,
-    {{ to_moscow_timestamptz('src.set_at') }} as set_at,
-    {{ empty_to_null('src.set_by') }}         as set_by,
-    {{ empty_to_null('src.scan_url') }}       as scan_url,
-    src._batch_id                             as batch_id,
-    src._file_name                            as file_name,
-    src._line_number                          as line_number
-from src
+select b.*, i.finished_at as batch_loaded_at
+from {{ ref('base_crm__consent_flags') }} b
+join {{ source('quality', 'ingest_batches') }} i
+    on i.source = 'crm' and i.batch_id = b.batch_id
+{% if is_incremental() %}
+where b.batch_id in {{ batches_to_stage('crm') }}
+{% endif %}

@@ -1,20 +1,17 @@
--- CRM contracts, one row per raw row (every CRM batch); renamed and cast.
-with src as (
-    select * from {{ source('raw', 'crm_contracts') }}
-)
+-- CRM contracts, typed once per batch: base_crm__contracts parses the raw rows, this table keeps them
+-- (macros/staged_batches.sql). Every reader of crm staging reads this table.
+{{ config(
+    materialized='incremental',
+    on_schema_change='fail',
+    indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}],
+    pre_hook=["{{ unstage_batches('crm') }}"],
+    post_hook=["analyze {{ this }}"],
+) }}
 
-select
-    {{ empty_to_null('src.contract_id') }}       as contract_id,
-    {{ empty_to_null('src.crm_client_id') }}     as crm_client_id,
-    {{ empty_to_null('src.contract_number') }}   as contract_number,
-    {{ empty_to_null('src.system_code') }}       as system_code,
-    {{ empty_to_null('src.product_type') }}      as product_type,
-    {{ empty_to_null('src.product_name') }}      as product_name,
-    {{ to_moscow_timestamptz('src.signed_at') }} as signed_at,
-    {{ to_moscow_timestamptz('src.closed_at') }} as closed_at,
-    {{ empty_to_null('src.branch_code') }}       as branch_code,
-    {{ empty_to_null('src.scan_url') }}          as scan_url,
-    src._batch_id                                as batch_id,
-    src._file_name                               as file_name,
-    src._line_number                             as line_number
-from src
+select b.*, i.finished_at as batch_loaded_at
+from {{ ref('base_crm__contracts') }} b
+join {{ source('quality', 'ingest_batches') }} i
+    on i.source = 'crm' and i.batch_id = b.batch_id
+{% if is_incremental() %}
+where b.batch_id in {{ batches_to_stage('crm') }}
+{% endif %}

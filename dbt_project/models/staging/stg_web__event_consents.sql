@@ -1,16 +1,17 @@
--- One row per element of a web event's consents array (every web batch); renamed and cast.
-with src as (
-    select * from {{ source('raw', 'web_event_consents') }}
-)
+-- Web events' consent elements, typed once per batch: base_web__event_consents parses the raw rows, this table keeps them
+-- (macros/staged_batches.sql). Every reader of web staging reads this table.
+{{ config(
+    materialized='incremental',
+    on_schema_change='fail',
+    indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}],
+    pre_hook=["{{ unstage_batches('web') }}"],
+    post_hook=["analyze {{ this }}"],
+) }}
 
-select
-    {{ empty_to_null('src.event_id') }}              as event_id,
-    {{ to_integer('src.consent_index') }}            as consent_index,
-    {{ empty_to_null('src.consent_code') }}          as consent_code,
-    {{ to_boolean('src.granted') }}                  as granted,
-    {{ empty_to_null('src.wording_version') }}       as wording_version,
-    lower({{ empty_to_null('src.wording_sha256') }}) as wording_sha256,
-    src._batch_id                                    as batch_id,
-    src._file_name                                   as file_name,
-    src._line_number                                 as line_number
-from src
+select b.*, i.finished_at as batch_loaded_at
+from {{ ref('base_web__event_consents') }} b
+join {{ source('quality', 'ingest_batches') }} i
+    on i.source = 'web' and i.batch_id = b.batch_id
+{% if is_incremental() %}
+where b.batch_id in {{ batches_to_stage('web') }}
+{% endif %}
