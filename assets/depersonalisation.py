@@ -183,10 +183,10 @@ def _restage(conn: psycopg.Connection) -> dict[str, int]:
                     delete from staging.{staged} s using _restage_rows r
                     where r.table_name = {table} and s.batch_id = r.batch_id
                       and s.file_name = r.file_name and s.line_number = r.line_number
-                    returning s.batch_id, s.file_name, s.line_number, s.batch_loaded_at
+                    returning s.batch_id, s.file_name, s.line_number, s.batch_loaded_at, s.parsed_by
                 )
                 insert into staging.{staged}
-                select b.*, g.batch_loaded_at
+                select b.*, g.batch_loaded_at, g.parsed_by
                 from staging.{base} b
                 join gone g on g.batch_id = b.batch_id and g.file_name = b.file_name
                     and g.line_number = b.line_number

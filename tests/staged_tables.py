@@ -16,7 +16,7 @@ def staged_versus_base(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
             row[0]
             for row in conn.execute(
                 "select column_name from information_schema.columns where table_schema = "
-                "'staging' and table_name = %s and column_name <> 'batch_loaded_at' "
+                "'staging' and table_name = %s "
                 "order by ordinal_position",
                 (base,),
             )

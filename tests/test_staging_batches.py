@@ -1,9 +1,10 @@
 """Typed staging, once per batch: a daily build parses the day's batches and nothing else.
 
 The worked example is loaded and staged; then a helpdesk batch arrives, a CRM batch is loaded
-again with other rows, and staging is built again. Old batches' staged rows are never rewritten
-(their row versions stay the same), a re-loaded batch is replaced rather than doubled, and every
-staged table holds exactly what its base view parses from raw at every step.
+again with other rows, the partner rows look typed by an older parser, and staging is built
+again. Old batches' staged rows are never rewritten (their row versions stay the same), a
+re-loaded batch is replaced rather than doubled, rows of another parser are typed again, and
+every staged table holds exactly what its base view parses from raw at every step.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def days(server_url, tmp_path_factory):
             load_batch(conn, "helpdesk", new)
             load_batch(conn, "crm", crm)
             refresh_phone_numbers(conn)
+            # the partner batch as an older version of the product typed it: another parser
+            # fingerprint, and a value that parser read otherwise
+            conn.execute(
+                "update staging.stg_partner__clients set parsed_by = 'older-parser', "
+                "last_name_norm = upper(last_name_norm)"
+            )
         run_dbt(url, "build", "--select", "staging")
         with psycopg.connect(url, autocommit=True) as conn:
             seen["second"] = staged_versus_base(conn)
@@ -91,6 +98,9 @@ def days(server_url, tmp_path_factory):
             seen["crm_rows"] = conn.execute(
                 "select count(*) from staging.stg_crm__clients where batch_id = '2024-06-01'"
             ).fetchone()[0]
+            seen["partner_parsers"] = conn.execute(
+                "select distinct parsed_by from staging.stg_partner__clients"
+            ).fetchall()
             seen["contracts"] = conn.execute(
                 "select count(*) from staging.stg_crm__contracts"
             ).fetchone()[0]
@@ -111,6 +121,13 @@ def test_every_staged_table_holds_exactly_what_its_base_view_parses(days):
 def test_batches_staged_before_are_not_parsed_again(days):
     assert days["web_before"] and days["web_after"] == days["web_before"]
     assert days["helpdesk_before"] and days["helpdesk_after"] == days["helpdesk_before"]
+
+
+def test_rows_an_older_parser_typed_are_typed_again(days):
+    # the second build found another fingerprint on the partner rows and staged them anew
+    ((parser,),) = days["partner_parsers"]
+    assert parser != "older-parser" and len(parser) == 12
+    assert days["second"]["stg_partner__clients"] == (0, 0)
 
 
 def test_the_new_letter_is_staged_typed(days):

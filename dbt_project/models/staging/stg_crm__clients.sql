@@ -1,17 +1,23 @@
--- CRM client cards, typed once per batch: base_crm__clients parses the raw rows, this table keeps them
--- (macros/staged_batches.sql). Every reader of crm staging reads this table.
+-- CRM client cards, typed once per batch (macros/staged_batches.sql): base_crm__clients
+-- parses the raw rows, this table keeps them. Every reader of crm staging reads it.
 {{ config(
     materialized='incremental',
     on_schema_change='fail',
-    indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}, {'columns': ['source_record_id']}],
-    pre_hook=["{{ unstage_batches('crm') }}"],
+    indexes=[
+        {'columns': ['batch_id', 'file_name', 'line_number']},
+        {'columns': ['source_record_id']},
+    ],
+    pre_hook=["{{ unstage_batches('crm', 'base_crm__clients') }}"],
     post_hook=["analyze {{ this }}"],
 ) }}
 
-select b.*, i.finished_at as batch_loaded_at
+select
+    b.*,
+    i.finished_at as batch_loaded_at,
+    {{ parser_fingerprint('base_crm__clients') }} as parsed_by
 from {{ ref('base_crm__clients') }} b
 join {{ source('quality', 'ingest_batches') }} i
     on i.source = 'crm' and i.batch_id = b.batch_id
 {% if is_incremental() %}
-where b.batch_id in {{ batches_to_stage('crm') }}
+where b.batch_id in {{ batches_to_stage('crm', 'base_crm__clients') }}
 {% endif %}

@@ -1,17 +1,20 @@
--- CRM consent ticks, typed once per batch: base_crm__consent_flags parses the raw rows, this table keeps them
--- (macros/staged_batches.sql). Every reader of crm staging reads this table.
+-- CRM consent ticks, typed once per batch (macros/staged_batches.sql): base_crm__consent_flags
+-- parses the raw rows, this table keeps them. Every reader of crm staging reads it.
 {{ config(
     materialized='incremental',
     on_schema_change='fail',
     indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}],
-    pre_hook=["{{ unstage_batches('crm') }}"],
+    pre_hook=["{{ unstage_batches('crm', 'base_crm__consent_flags') }}"],
     post_hook=["analyze {{ this }}"],
 ) }}
 
-select b.*, i.finished_at as batch_loaded_at
+select
+    b.*,
+    i.finished_at as batch_loaded_at,
+    {{ parser_fingerprint('base_crm__consent_flags') }} as parsed_by
 from {{ ref('base_crm__consent_flags') }} b
 join {{ source('quality', 'ingest_batches') }} i
     on i.source = 'crm' and i.batch_id = b.batch_id
 {% if is_incremental() %}
-where b.batch_id in {{ batches_to_stage('crm') }}
+where b.batch_id in {{ batches_to_stage('crm', 'base_crm__consent_flags') }}
 {% endif %}

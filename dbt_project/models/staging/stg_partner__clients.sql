@@ -1,17 +1,23 @@
--- Partner feed rows, typed once per batch: base_partner__clients parses the raw rows, this table keeps them
--- (macros/staged_batches.sql). Every reader of partner staging reads this table.
+-- Partner feed rows, typed once per batch (macros/staged_batches.sql): base_partner__clients
+-- parses the raw rows, this table keeps them. Every reader of partner staging reads it.
 {{ config(
     materialized='incremental',
     on_schema_change='fail',
-    indexes=[{'columns': ['batch_id', 'file_name', 'line_number']}, {'columns': ['source_record_id']}],
-    pre_hook=["{{ unstage_batches('partner') }}"],
+    indexes=[
+        {'columns': ['batch_id', 'file_name', 'line_number']},
+        {'columns': ['source_record_id']},
+    ],
+    pre_hook=["{{ unstage_batches('partner', 'base_partner__clients') }}"],
     post_hook=["analyze {{ this }}"],
 ) }}
 
-select b.*, i.finished_at as batch_loaded_at
+select
+    b.*,
+    i.finished_at as batch_loaded_at,
+    {{ parser_fingerprint('base_partner__clients') }} as parsed_by
 from {{ ref('base_partner__clients') }} b
 join {{ source('quality', 'ingest_batches') }} i
     on i.source = 'partner' and i.batch_id = b.batch_id
 {% if is_incremental() %}
-where b.batch_id in {{ batches_to_stage('partner') }}
+where b.batch_id in {{ batches_to_stage('partner', 'base_partner__clients') }}
 {% endif %}
