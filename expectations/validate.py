@@ -65,9 +65,10 @@ class ValidationReport:
         return counts
 
 
-def _staged_views(conn: psycopg.Connection) -> set[str]:
+def _staged_relations(conn: psycopg.Connection) -> set[str]:
+    """The staging models built so far: tables (the per-batch feeds) and views (the catalog)."""
     rows = conn.execute(
-        "select table_name from information_schema.views where table_schema = 'staging'"
+        "select table_name from information_schema.tables where table_schema = 'staging'"
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -203,9 +204,9 @@ def validate_forms(
 ) -> ValidationReport:
     """The whole validation step. `conn` must be autocommit (transactions are explicit)."""
     report = ValidationReport()
-    missing = sorted(set(MODELS) - _staged_views(conn))
+    missing = sorted(set(MODELS) - _staged_relations(conn))
     if missing:
-        raise RuntimeError(f"staged views missing (run dbt staging first): {', '.join(missing)}")
+        raise RuntimeError(f"staging models missing (run dbt staging first): {', '.join(missing)}")
     started = time.perf_counter()
     report.outcomes = run_suites(home, reports_dir, database_url)
     report.seconds["suites"] = time.perf_counter() - started

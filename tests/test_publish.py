@@ -66,6 +66,7 @@ def derive(url: str) -> Generation:
         url,
         "run",
         "--select",
+        "staging",  # typed once per batch: a run stages the new batches first
         "intermediate",
         "marts",
         "--vars",
