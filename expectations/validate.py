@@ -1,6 +1,6 @@
 """Run the suites, write failing rows to consent.dq_rejections, build Data Docs and the DPO summary.
 
-1. The GX checkpoint validates every staged view (each rule a COUNT pushed down to PostgreSQL)
+1. The GX checkpoint validates every staging model (each rule a COUNT pushed down to PostgreSQL)
    and rebuilds Data Docs under CONSENT_HOME/reports/data_docs/.
 2. In one transaction: delete the stage='validate' rows of every staged batch, then one
    INSERT ... SELECT per failing rule copies its rows (lineage, record id, rule, severity, a

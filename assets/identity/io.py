@@ -1,6 +1,6 @@
 """PostgreSQL in and out for identity resolution, in bulk (COPY both ways, no row loops).
 
-In: one set-based query over the dbt staging views builds the engine's input frame (one row per
+In: one set-based query over the dbt staged tables builds the engine's input frame (one row per
 person-bearing source record: the newest batch's row per record id, the newest web event's
 person per account, CRM contract numbers aggregated with array_agg, a helpdesk letter's quoted
 contract as its list), streamed with `COPY (query) TO STDOUT` into pyarrow.
@@ -159,7 +159,7 @@ def _read_csv(data: bytes, columns: list[str], types: dict[str, pa.DataType]) ->
 
 
 def read_records(conn: psycopg.Connection) -> pd.DataFrame:
-    """The engine's input frame (assets/identity/__init__.py) from the staging views, plus the
+    """The engine's input frame (assets/identity/__init__.py) from the staged tables, plus the
     original-case names (`*_orig`) for golden_client."""
     table = _read_csv(_copy_out(conn, RECORDS_SQL), RECORD_COLUMNS, {})
     df = table.to_pandas(types_mapper=None)
