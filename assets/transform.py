@@ -115,10 +115,41 @@ def _dbt_build(
             f"building generation {build.name} (identity from {variables['identity_schema']})"
         )
     context.log.info(f"dbt build as of {as_of_text(as_of)}")
-    for event in dbt.cli(with_as_of(args, as_of), context=context).stream():
+    invocation = dbt.cli(with_as_of(args, as_of), context=context)
+    # held until dbt ends, so that each model's materialisation can say how many rows its build
+    # wrote (run_results.json); the step's assets are only released when it ends anyway
+    events = []
+    try:
+        events.extend(invocation.stream())
+    except Exception:
+        yield from events  # what was built before the failure, as dagster-dbt yields it
+        raise
+    written = rows_written(invocation.get_artifact("run_results.json"))
+    for event in events:
         if isinstance(event, Output | AssetMaterialization):
-            event = event.with_metadata({**event.metadata, "as_of": as_of_text(as_of)})
+            metadata = {**event.metadata, "as_of": as_of_text(as_of)}
+            unique_id = getattr(event.metadata.get("unique_id"), "value", None)
+            if unique_id in written:
+                metadata["rows_written"] = written[unique_id]
+            event = event.with_metadata(metadata)
         yield event
+
+
+def rows_written(run_results: Mapping[str, Any]) -> dict[str, int]:
+    """Rows each model's build wrote, by dbt unique id, from dbt's adapter responses: the rows an
+    incremental model took in this run (a day's batches: none when nothing new came), a table's
+    whole size. Views write none and are left out."""
+    written = {}
+    for result in run_results.get("results", []):
+        response = result.get("adapter_response") or {}
+        rows = response.get("rows_affected")
+        if (
+            result.get("unique_id", "").startswith("model.")
+            and isinstance(rows, int)
+            and (rows >= 0 and response.get("code") in ("INSERT", "SELECT"))
+        ):
+            written[result["unique_id"]] = rows
+    return written
 
 
 # Two dbt steps with Python in between: staging feeds identity resolution (splink) and form

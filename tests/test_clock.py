@@ -90,6 +90,18 @@ def runs(server_url, tmp_path_factory):
                     "select as_of from staging.stg_run__as_of"
                 ).fetchone()[0]
                 seen[f"{name}_metadata"] = _latest_metadata(root / "home" / "dagster")
+                seen[f"{name}_written"] = {
+                    key: metadata.get("rows_written")
+                    for key, metadata in latest_metadata(
+                        root / "home" / "dagster",
+                        ("staging", "stg_helpdesk__tickets"),
+                        ("consent", "report_expiring"),
+                    ).items()
+                }
+                seen[f"{name}_counts"] = conn.execute(
+                    "select (select count(*) from staging.stg_helpdesk__tickets), "
+                    "(select count(*) from consent.report_expiring)"
+                ).fetchone()
                 seen[f"{name}_answers"] = {at: _can_contact(env, at) for at in (BEFORE, AFTER)}
         yield seen
 
@@ -112,6 +124,21 @@ def test_each_run_states_its_instant_in_the_summary_and_in_staging(runs):
     assert runs["after_metadata"] == dict.fromkeys(
         ("consent/golden_consent", "reports/email_digest"), "2026-03-10T14:30:00+03:00"
     )
+
+
+def test_each_model_says_how_many_rows_its_build_wrote_and_old_batches_are_not_staged_again(
+    runs,
+):
+    tickets, expiring = runs["before_counts"]
+    assert tickets > 0 and runs["before_written"] == {
+        "staging/stg_helpdesk__tickets": tickets,
+        "consent/report_expiring": expiring,
+    }
+    # the same batches again: staging takes in nothing, a table is written whole
+    assert runs["after_written"] == {
+        "staging/stg_helpdesk__tickets": 0,
+        "consent/report_expiring": runs["after_counts"][1],
+    }
 
 
 def test_can_contact_without_at_answers_at_consent_now_whatever_the_last_build(runs):
