@@ -29,9 +29,15 @@ def test_dagster_definitions_validate_passes():
 
 def test_raw_assets_feed_the_dbt_staging_models_in_one_graph():
     graph = defs.resolve_asset_graph()
+    # raw -> the base view that parses it -> the table that stages it once per batch
+    base = graph.get(AssetKey(["staging", "base_crm__clients"]))
+    assert AssetKey(["raw", "crm_clients"]) in base.parent_keys
+    assert AssetKey(["raw", "phone_numbers"]) in base.parent_keys
     staged = graph.get(AssetKey(["staging", "stg_crm__clients"]))
-    assert AssetKey(["raw", "crm_clients"]) in staged.parent_keys
-    assert AssetKey(["raw", "phone_numbers"]) in staged.parent_keys
+    assert staged.parent_keys == {
+        AssetKey(["staging", "base_crm__clients"]),
+        AssetKey(["quality", "ingest_batches"]),
+    }
     for source in ("crm", "web", "helpdesk", "partner", "catalog"):
         job = defs.resolve_job_def(f"ingest_{source}")
         assert job.partitions_def is not None and job.partitions_def.name == f"{source}_batches"
