@@ -52,6 +52,14 @@ class UnflushedSqliteEventLogStorage(SqliteEventLogStorage):
 
 #: the first line of a dagster.yaml that consent-center wrote (and may rewrite)
 MARK = "# written by consent-center"
+#: what versions before the unflushed event log wrote into CONSENT_HOME/dagster/dagster.yaml
+OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def written_by_consent_center(text: str) -> bool:
+    """Whether a dagster.yaml is one consent-center wrote (this version's or an older one's),
+    and so may be rewritten; anything else is the user's own."""
+    return text == OLD_DAGSTER_YAML or text.startswith(MARK)
 
 
 def dagster_yaml(dagster_home: os.PathLike) -> str:

@@ -83,21 +83,16 @@ def _set_environment(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
-#: what versions before the unflushed event log wrote into CONSENT_HOME/dagster/dagster.yaml
-OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-
-
 def prepare_dagster_home(settings: Settings) -> None:
     """Point Dagster at CONSENT_HOME so run history persists between commands and the UI."""
-    from pipelines.dagster_storage import MARK, dagster_yaml
+    from pipelines.dagster_storage import dagster_yaml, written_by_consent_center
 
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     ours = dagster_yaml(settings.dagster_home)
     current = config.read_text() if config.exists() else None
-    # written when missing or still one that consent-center wrote (an older version's two
-    # lines included); a configuration of the user's own is left alone
-    if current != ours and (current in (None, OLD_DAGSTER_YAML) or current.startswith(MARK)):
+    # a configuration of the user's own is left alone
+    if current != ours and (current is None or written_by_consent_center(current)):
         config.write_text(ours)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance
 
-from pipelines.dagster_storage import UnflushedSqliteEventLogStorage
-from pipelines.run import OLD_DAGSTER_YAML, prepare_dagster_home
+from pipelines.dagster_storage import OLD_DAGSTER_YAML, UnflushedSqliteEventLogStorage
+from pipelines.run import prepare_dagster_home
 from pipelines.settings import Settings
 
 
