@@ -18,7 +18,8 @@ Checks (any failure: exit 1): every run succeeds with no failed batch; every row
 batch is loaded; every letter's client reads `revoked` for marketing by call in golden_consent;
 the daily run's change feed tells each key at most once; and the full refresh publishes exactly
 the daily run's state: every published table, EXCEPT ALL both ways (wall-clock columns aside).
-Figures: the three times, the ratio daily / full, and each run's peak memory.
+Figures: the three times, the ratio daily / full, each run's peak memory, and the seconds of
+each Dagster step of each run (where a daily run's time goes).
 
 Writes benchmarks/results/daily-<clients>-<time>-<commit>.json.
 """
@@ -68,6 +69,7 @@ WALL_CLOCK = ("loaded_at", "executed_at", "reapplied_at")
 
 def cli_run(env: dict[str, str], *args: str) -> dict:
     """The measured step: `consent-center run [args]` to its end, in a process of its own."""
+    started = datetime.now(UTC).timestamp()
     done = subprocess.run(
         [CONSENT_CENTER, "run", *args], env=env, capture_output=True, text=True, timeout=7200
     )
@@ -75,7 +77,23 @@ def cli_run(env: dict[str, str], *args: str) -> dict:
         "returncode": done.returncode,
         "stdout": done.stdout[-4000:],
         "stderr": done.stderr[-4000:],
+        "steps": step_seconds(Path(env["CONSENT_HOME"]) / "dagster", started),
     }
+
+
+def step_seconds(dagster_home: Path, since: float) -> dict[str, float]:
+    """Where a run's time went: seconds per Dagster step of the runs it started (ingestion
+    steps summed over the batches), read back from the installation's Dagster instance."""
+    from dagster import DagsterInstance, RunsFilter
+
+    seconds: dict[str, float] = {}
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        for run in instance.get_runs(RunsFilter(created_after=datetime.fromtimestamp(since, UTC))):
+            for step in instance.get_run_step_stats(run.run_id):
+                if step.start_time and step.end_time:
+                    key = step.step_key
+                    seconds[key] = seconds.get(key, 0.0) + step.end_time - step.start_time
+    return {key: round(value, 1) for key, value in sorted(seconds.items(), key=lambda kv: -kv[1])}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[tuple]) -> int:
@@ -378,6 +396,11 @@ def main() -> None:
             "full_run": full_mem.tree_peak_mib,
             "daily_run": daily_mem.tree_peak_mib,
             "full_refresh": refresh_mem.tree_peak_mib,
+        },
+        "step_seconds": {
+            "full_run": full["steps"],
+            "daily_run": daily["steps"],
+            "full_refresh": refresh["steps"],
         },
         "daily_batch": {"clients": batch["sample_clients"], "rows": batch["rows"]},
         "published_rows": counts,
