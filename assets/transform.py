@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetMaterialization, Output
+from dagster import AssetExecutionContext, AssetKey, AssetMaterialization, Config, Output
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import (
     DagsterDbtProjectPreparer,
@@ -20,7 +20,8 @@ from dagster_dbt import (
 )
 
 from pipelines.dbt_cli import with_as_of
-from pipelines.publication import Generation, prepare_generation
+from pipelines.derivation_scope import DerivationScope, plan_derivation
+from pipelines.publication import Generation, prepare_generation, published_generation
 from pipelines.resources import ConsentCenterResource
 from pipelines.settings import DBT_PROJECT_DIR, as_of_text, dbt_executable
 
@@ -94,26 +95,62 @@ class ConsentDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
+class DerivationConfig(Config):
+    """How much a run derives: the clients its changes reach (the default), or every client."""
+
+    full_derivation: bool = False
+
+
+def _plan(context, consent_center, build: Generation, as_of, full: bool):
+    """The generation's schemas, its dbt vars and what it derives (pipelines/derivation_scope)."""
+    with consent_center.connect(autocommit=True) as conn:
+        prepare_generation(conn, build)
+        variables = build.dbt_vars(conn)
+        published = published_generation(conn)
+        scope = plan_derivation(
+            conn,
+            build.staging,
+            variables["identity_schema"],
+            as_of,
+            published=(published.staging, published.consent) if published else None,
+            full=full,
+        )
+    if scope.incremental:
+        variables["affected_schema"] = build.staging
+        variables["published_schema"] = published.staging
+    context.log.info(
+        f"building generation {build.name} (identity from {variables['identity_schema']}): "
+        + (
+            f"{scope.affected_clients} clients affected by {scope.reason}"
+            if scope.incremental
+            else f"every client derived: {scope.reason}"
+        )
+    )
+    return variables, scope
+
+
 def _dbt_build(
-    context: AssetExecutionContext, dbt: DbtCliResource, consent_center, generation: bool = False
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    consent_center,
+    generation: bool = False,
+    full_derivation: bool = False,
 ):
     """`dbt build` at the run's instant (the var `as_of`), which every model's metadata shows.
 
     With `generation`, the models go to the run's own schemas (pipelines/publication.py), which
-    the change feed asset publishes once everything is built.
+    the change feed asset publishes once everything is built, for the clients the run's changes
+    reach unless `full_derivation` (pipelines/derivation_scope.py); every materialisation says
+    which and how many.
     """
     consent_center.export_dbt_env()
     as_of = consent_center.as_of()
     args = ["build"]
+    scope: DerivationScope | None = None
     if generation:
         build = Generation.of_run(context.run_id)
-        with consent_center.connect(autocommit=True) as conn:
-            prepare_generation(conn, build)
-            variables = build.dbt_vars(conn)
+        variables, scope = _plan(context, consent_center, build, as_of, full_derivation)
         args += ["--vars", json.dumps(variables)]
-        context.log.info(
-            f"building generation {build.name} (identity from {variables['identity_schema']})"
-        )
     context.log.info(f"dbt build as of {as_of_text(as_of)}")
     invocation = dbt.cli(with_as_of(args, as_of), context=context)
     # held until dbt ends, so that each model's materialisation can say how many rows its build
@@ -128,6 +165,8 @@ def _dbt_build(
     for event in events:
         if isinstance(event, Output | AssetMaterialization):
             metadata = {**event.metadata, "as_of": as_of_text(as_of)}
+            if scope is not None:
+                metadata.update(scope.metadata())
             unique_id = getattr(event.metadata.get("unique_id"), "value", None)
             if unique_id in written:
                 metadata["rows_written"] = written[unique_id]
@@ -175,9 +214,14 @@ def dbt_staging_models(
     name="dbt_consent_models",
 )
 def dbt_consent_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, consent_center: ConsentCenterResource
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    consent_center: ConsentCenterResource,
+    config: DerivationConfig,
 ):
-    yield from _dbt_build(context, dbt, consent_center, generation=True)
+    yield from _dbt_build(
+        context, dbt, consent_center, generation=True, full_derivation=config.full_derivation
+    )
 
 
 DBT_ASSETS = [dbt_staging_models, dbt_consent_models]

@@ -375,6 +375,22 @@ def main() -> None:
             check.check("the daily change feed has changes", changes > 0, changes)
             check.equal("each key changes once in the daily feed", changes, keys)
             counts = snapshot(conn, "bench_daily")
+            (derivation, affected) = conn.execute(
+                "select derivation, affected_clients from consent.publication "
+                "order by published_at desc limit 1"
+            ).fetchone()
+            check.equal("the daily run derives incrementally", derivation, "incremental")
+        rederive, rederive_s, rederive_mem = run_measured(
+            cli_run, {**env, "CONSENT_NOW": daily_at}, "--rederive", pg_url=url
+        )
+        check.equal("rederive succeeds", rederive["returncode"], 0)
+        with psycopg.connect(url, autocommit=True) as conn:
+            snapshot(conn, "bench_rederive")
+            check.equal(
+                "every client derived again publishes the daily state",
+                differences(conn, "bench_daily", "bench_rederive"),
+                {},
+            )
         refresh, refresh_s, refresh_mem = run_measured(
             cli_run, {**env, "CONSENT_NOW": daily_at}, "--full-refresh", pg_url=url
         )
@@ -390,16 +406,20 @@ def main() -> None:
     figures = {
         "full_run_s": round(full_s, 1),
         "daily_run_s": round(daily_s, 1),
+        "rederive_s": round(rederive_s, 1),
         "full_refresh_s": round(refresh_s, 1),
+        "affected_clients": affected,
         "daily_over_full": round(daily_s / full_s, 3),
         "peak_memory_mib": {
             "full_run": full_mem.tree_peak_mib,
             "daily_run": daily_mem.tree_peak_mib,
+            "rederive": rederive_mem.tree_peak_mib,
             "full_refresh": refresh_mem.tree_peak_mib,
         },
         "step_seconds": {
             "full_run": full["steps"],
             "daily_run": daily["steps"],
+            "rederive": rederive["steps"],
             "full_refresh": refresh["steps"],
         },
         "daily_batch": {"clients": batch["sample_clients"], "rows": batch["rows"]},

@@ -62,6 +62,12 @@ def run(
         "previous run (every record's identity scored again). It publishes exactly what the "
         "daily runs did.",
     ),
+    rederive: bool = typer.Option(
+        False,
+        "--rederive",
+        help="Derive every client again from every loaded batch, keeping identity as resolved "
+        "(a daily run derives only the clients its changes reach).",
+    ),
 ) -> None:
     """Load every complete batch not yet processed, then build everything downstream.
 
@@ -79,7 +85,7 @@ def run(
         # held from before the landing zone is looked at (sample data included) to the summary
         with run_lock(url, "consent-center run"):
             _check_landing_zone(settings, url)
-            _run_and_summarise(settings, full_refresh)
+            _run_and_summarise(settings, full_refresh, rederive)
     except RunInProgress as error:
         _fail(escape(str(error)))
 
@@ -129,7 +135,7 @@ def _check_landing_zone(settings, url: str) -> None:
     _generate(landing, SAMPLE_CLIENTS, seed=1, batches=3)
 
 
-def _run_and_summarise(settings, full_refresh: bool = False) -> None:
+def _run_and_summarise(settings, full_refresh: bool = False, rederive: bool = False) -> None:
     from pipelines.run import run_pipeline
 
     with Progress(
@@ -151,7 +157,11 @@ def _run_and_summarise(settings, full_refresh: bool = False) -> None:
             progress.update(task, description=description)
 
         summary = run_pipeline(
-            settings, on_step=on_step, on_total=on_total, full_refresh=full_refresh
+            settings,
+            on_step=on_step,
+            on_total=on_total,
+            full_refresh=full_refresh,
+            rederive=rederive,
         )
         progress.advance(task)
 
@@ -165,6 +175,8 @@ def _run_and_summarise(settings, full_refresh: bool = False) -> None:
         "full refresh" if summary.full_refresh else "transform",
         "ok" if summary.transform_ok else "FAILED",
     )
+    if summary.derived:
+        table.add_row("derived", summary.derived)
     table.add_row("as of", f"{summary.as_of} (CONSENT_NOW, else the real now)")
     table.add_row("duration", f"{summary.seconds:.1f} s")
     table.add_row("run log", str(summary.log_file))

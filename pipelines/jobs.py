@@ -35,8 +35,17 @@ TRANSFORM_JOB = define_asset_job(
     executor_def=run_locked_executor,
 )
 
-#: the run config of a full refresh: identity scores every record again, as on a first run
-FULL_REFRESH_CONFIG = {"ops": {"identity_resolution": {"config": {"full_refresh": True}}}}
+#: the run config that derives every client again from every batch, identity kept
+#: (`consent-center run --rederive`)
+REDERIVE_CONFIG = {"ops": {"dbt_consent_models": {"config": {"full_derivation": True}}}}
+#: the run config of a full refresh: identity scores every record again, as on a first run, and
+#: every client is derived again
+FULL_REFRESH_CONFIG = {
+    "ops": {
+        "identity_resolution": {"config": {"full_refresh": True}},
+        **REDERIVE_CONFIG["ops"],
+    }
+}
 
 FULL_REFRESH_JOB = define_asset_job(
     name="full_refresh",

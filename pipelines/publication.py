@@ -74,6 +74,13 @@ create table if not exists consent.publication (
 );
 comment on table consent.publication is
     'Every published generation (one per run): what consent.* showed from published_at on.';
+alter table consent.publication
+    add column if not exists stored_in text,
+    add column if not exists derivation text,
+    add column if not exists affected_clients bigint;
+comment on column consent.publication.stored_in is
+    'The generation whose tables hold this state: the run''s own after a full derivation, the '
+    'published one, updated in place, after an incremental one.';
 """
 
 STATUS_FUNCTION = """
@@ -203,8 +210,13 @@ def published_generation(conn: psycopg.Connection) -> Generation | None:
     """The generation readers see now (None before the first publication)."""
     if not relation_exists(conn, PUBLISHED_SCHEMA, "publication"):
         return None
+    stored_in = conn.execute(
+        "select 1 from pg_attribute where attrelid = 'consent.publication'::regclass "
+        "and attname = 'stored_in' and not attisdropped"
+    ).fetchone()
+    column = "coalesce(stored_in, generation)" if stored_in else "generation"
     row = conn.execute(
-        "select generation from consent.publication order by published_at desc limit 1"
+        f"select {column} from consent.publication order by published_at desc limit 1"
     ).fetchone()
     return Generation(row[0]) if row else None
 
@@ -293,7 +305,7 @@ EMPTY_GOLDEN = sql.SQL(
 )
 
 
-def _lock_published(conn: psycopg.Connection) -> None:
+def _lock_published(conn: psycopg.Connection, views: bool = True) -> None:
     """Take the readers' lock and every published view, without ever making a reader fail.
 
     A reader's statement locks the views it reads one by one: had the publication taken some
@@ -305,7 +317,7 @@ def _lock_published(conn: psycopg.Connection) -> None:
     names = [
         name
         for name in (*consent_models(), *IDENTITY_TABLES, *INTERNAL_POINTERS)
-        if _relkind(conn, PUBLISHED_SCHEMA, name) is not None
+        if views and _relkind(conn, PUBLISHED_SCHEMA, name) is not None
     ]
     views = sql.SQL(", ").join(sql.Identifier(PUBLISHED_SCHEMA, n) for n in names)
     for attempt in range(LOCK_ATTEMPTS):
@@ -342,8 +354,9 @@ def publish(
     run_id: str | None = None,
     as_of: datetime | None = None,
 ) -> Published:
-    """Publish `generation`: change feed, views, function and grants in one transaction."""
-    from assets.access import apply_grants
+    """Publish `generation` in one transaction: after a full derivation, the change feed, every
+    view and function repointed and the grants; after an incremental one, the change feed and
+    the affected clients' rows written into the published generation (_publish_in_place)."""
     from assets.change_feed import DDL as CHANGE_FEED_DDL
 
     with conn.transaction():
@@ -358,27 +371,15 @@ def publish(
                 "(the previous state stays)"
             )
         taken_over = _take_over_identity(conn, generation)
-        old = _previous_golden(conn) or EMPTY_GOLDEN
-        new = sql.Identifier(generation.consent, "golden_consent_at_run")
-        ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
-        # from here to the commit (catalog changes only: milliseconds), answers in progress
-        # finish first and new ones wait
-        _lock_published(conn)
-        for name in (*consent_models(), *IDENTITY_TABLES):
-            _point(conn, name, generation.consent, name)
-        for name, target in INTERNAL_POINTERS.items():
-            _point(conn, name, generation.staging, target)
-        conn.execute(sql.SQL(STATUS_FUNCTION).format(sql.Identifier(generation.consent)))
-        conn.execute(STATUS_FUNCTION_COMMENT)
-        conn.execute("drop table if exists consent.golden_consent_published")
-        conn.execute(
-            "insert into consent.publication (generation, run_id, as_of, changes) "
-            "values (%s, %s, %s, %s)",
-            (generation.name, run_id, as_of, len(ids)),
-        )
-        apply_grants(conn)
-        conn.execute(STATUS_FUNCTION_GRANTS)
-    retired = retire_generations(conn, keep=generation)
+        plan = derivation_plan(conn, generation)
+        in_place = plan is not None and plan["derivation"] == "incremental"
+        if in_place:
+            ids = _publish_in_place(conn, generation, plan, run_id, as_of)
+        else:
+            ids = _publish_whole(conn, generation, run_id, as_of)
+    # after an incremental derivation the run's own schemas held only the affected clients'
+    # rows, now in the published generation: they go
+    retired = retire_generations(conn, keep=None if in_place else generation)
     return Published(
         generation,
         len(ids),
@@ -387,6 +388,147 @@ def publish(
         taken_over,
         retired,
     )
+
+
+def _publish_whole(conn, generation: Generation, run_id, as_of) -> list[int]:
+    """A full derivation: the change feed against the published state, then every published
+    name repointed to the generation (inside publish()'s transaction)."""
+    from assets.access import apply_grants
+
+    old = _previous_golden(conn) or EMPTY_GOLDEN
+    new = sql.Identifier(generation.consent, "golden_consent_at_run")
+    ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
+    # from here to the commit (catalog changes only: milliseconds), answers in progress
+    # finish first and new ones wait
+    _lock_published(conn)
+    for name in (*consent_models(), *IDENTITY_TABLES):
+        _point(conn, name, generation.consent, name)
+    for name, target in INTERNAL_POINTERS.items():
+        _point(conn, name, generation.staging, target)
+    conn.execute(sql.SQL(STATUS_FUNCTION).format(sql.Identifier(generation.consent)))
+    conn.execute(STATUS_FUNCTION_COMMENT)
+    conn.execute("drop table if exists consent.golden_consent_published")
+    conn.execute(
+        "insert into consent.publication "
+        "(generation, run_id, as_of, changes, stored_in, derivation) "
+        "values (%s, %s, %s, %s, %s, 'full')",
+        (generation.name, run_id, as_of, len(ids), generation.name),
+    )
+    apply_grants(conn)
+    conn.execute(STATUS_FUNCTION_GRANTS)
+    return ids
+
+
+def derivation_plan(conn: psycopg.Connection, generation: Generation) -> dict | None:
+    """What the run derived (pipelines/derivation_scope.py); None for a hand-built generation."""
+    if not relation_exists(conn, generation.staging, "derivation_plan"):
+        return None
+    cursor = conn.execute(
+        sql.SQL("select * from {}").format(sql.Identifier(generation.staging, "derivation_plan"))
+    )
+    row = cursor.fetchone()
+    return dict(zip([c.name for c in cursor.description], row, strict=True)) if row else None
+
+
+@cache
+def _stored_models() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(per-client parts, whole tables) of the consent models, from the dbt manifest: the
+    models with meta `derived_by_client` (in schema staging), and the marts stored as tables
+    (the reports, in schema consent)."""
+    from assets.transform import ensure_manifest
+
+    manifest = json.loads(ensure_manifest().read_text())
+    parts, whole = [], []
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        config = node["config"]
+        if (config.get("meta") or {}).get("derived_by_client"):
+            parts.append(node["name"])
+        elif node["fqn"][1] == "marts" and config.get("materialized") == "table":
+            whole.append(node["name"])
+    return tuple(sorted(parts)), tuple(sorted(whole))
+
+
+#: how an identity table's rows are matched when it is brought up to date in place (None: the
+#: table is small and replaced whole)
+IDENTITY_KEYS = {
+    "client_xref": ("source", "source_record_id"),
+    "golden_client": ("client_id",),
+    "identity_ambiguous_matches": None,
+}
+#: the run's plan and the verdicts it was derived from: what the next run compares with
+PLAN_TABLES = ("derivation_plan", "validation_verdicts")
+
+
+def _replace_rows(conn, source: str, target: str, table: str, key: tuple[str, ...] | None) -> None:
+    """Make target.table hold exactly source.table's rows, touching only the rows that differ."""
+    old, new = sql.Identifier(target, table), sql.Identifier(source, table)
+    if key is None:
+        conn.execute(sql.SQL("delete from {}").format(old))
+        conn.execute(sql.SQL("insert into {} select * from {}").format(old, new))
+        return
+    columns = sql.SQL(", ").join(map(sql.Identifier, key))
+    match = sql.SQL(" and ").join(sql.SQL("t.{c} = d.{c}").format(c=sql.Identifier(c)) for c in key)
+    conn.execute(
+        sql.SQL(
+            "delete from {old} t using (select {columns} from "
+            "(select * from {old} except select * from {new}) x) d where {match}"
+        ).format(old=old, new=new, columns=columns, match=match)
+    )
+    conn.execute(
+        sql.SQL("insert into {old} select * from {new} except select * from {old}").format(
+            old=old, new=new
+        )
+    )
+
+
+def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -> list[int]:
+    """An incremental derivation: the affected clients' rows replace theirs in the published
+    generation's tables, the reports are replaced whole, identity brought up to date, and the
+    change feed told the affected clients' changes, all in publish()'s one transaction. The
+    published views stay as they are; readers' statements see the state before or after."""
+    base = published_generation(conn)
+    if base is None or base.name != plan["based_on"]:
+        raise PublicationError(
+            f"generation {generation.name} was derived on {plan['based_on']}, but "
+            f"{base.name if base else 'nothing'} is published: not published (the next run "
+            "derives again)"
+        )
+    affected = sql.Identifier(generation.staging, "affected_clients")
+    only = sql.SQL("(select * from {} where client_id in (select client_id from {}))")
+    new = only.format(sql.Identifier(generation.consent, "golden_consent_at_run"), affected)
+    old = only.format(sql.Identifier(PUBLISHED_SCHEMA, "golden_consent_at_run"), affected)
+    ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
+    # answers of several statements in progress finish first; new ones wait for the commit
+    _lock_published(conn, views=False)
+    parts, whole = _stored_models()
+    for name in parts:
+        target = sql.Identifier(base.staging, name)
+        conn.execute(
+            sql.SQL("delete from {} where client_id in (select client_id from {})").format(
+                target, affected
+            )
+        )
+        conn.execute(
+            sql.SQL("insert into {} select * from {}").format(
+                target, sql.Identifier(generation.staging, name)
+            )
+        )
+    for name in whole:
+        _replace_rows(conn, generation.consent, base.consent, name, None)
+    for name, key in IDENTITY_KEYS.items():
+        _replace_rows(conn, generation.consent, base.consent, name, key)
+    for name in PLAN_TABLES:
+        _replace_rows(conn, generation.staging, base.staging, name, None)
+    (count,) = conn.execute(sql.SQL("select count(*) from {}").format(affected)).fetchone()
+    conn.execute(
+        "insert into consent.publication "
+        "(generation, run_id, as_of, changes, stored_in, derivation, affected_clients) "
+        "values (%s, %s, %s, %s, %s, 'incremental', %s)",
+        (generation.name, run_id, as_of, len(ids), base.name, count),
+    )
+    return ids
 
 
 def retire_generations(conn: psycopg.Connection, keep: Generation | None = None) -> list[str]:

@@ -43,6 +43,8 @@ class RunSummary:
     log_file: str | None = None
     as_of: str | None = None  # the instant the run computed "current" at (ISO 8601)
     full_refresh: bool = False  # nothing taken over from the previous run (identity re-scored)
+    rederive: bool = False  # every client derived again, identity kept
+    derived: str | None = None  # what the publication derived: every client, or how many
 
     @property
     def ok(self) -> bool:
@@ -134,11 +136,13 @@ def run_pipeline(
     on_step: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     full_refresh: bool = False,
+    rederive: bool = False,
 ) -> RunSummary:
     """Ingest every pending batch, then transform; never raises for a bad batch.
 
     full_refresh: the `full_refresh` job instead of `transform`, which takes nothing over from
-    the previous run (every record's identity scored again). Raises RunInProgress (one line
+    the previous run (every record's identity scored again). rederive: every client derived
+    again from every batch, identity kept as resolved. Raises RunInProgress (one line
     naming it) when another run holds the run lock.
     """
     started = time.perf_counter()
@@ -147,13 +151,15 @@ def run_pipeline(
     as_of = as_of_text(settings.now())
     with run_lock(url, "consent-center run"), exported_settings(settings, url, as_of):
         prepare_dagster_home(settings)
-        return _run_pipeline(settings, url, started, on_step, on_total, as_of, full_refresh)
+        return _run_pipeline(
+            settings, url, started, on_step, on_total, as_of, full_refresh, rederive
+        )
 
 
 def _run_pipeline(
-    settings, url, started, on_step, on_total, as_of: str, full_refresh: bool
+    settings, url, started, on_step, on_total, as_of: str, full_refresh: bool, rederive: bool
 ) -> RunSummary:
-    summary = RunSummary(as_of=as_of, full_refresh=full_refresh)
+    summary = RunSummary(as_of=as_of, full_refresh=full_refresh, rederive=rederive)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         pending = pending_batches(conn, settings)
@@ -199,9 +205,14 @@ def _execute(defs, instance, pending: list[Batch], summary: RunSummary, on_step)
 
     if on_step:
         on_step("full refresh (dbt build)" if summary.full_refresh else "transforming (dbt build)")
+    from pipelines.jobs import REDERIVE_CONFIG
+
     transform = defs.resolve_job_def("full_refresh" if summary.full_refresh else "transform")
+    run_config = dict(QUIET_RUN_CONFIG)
+    if summary.rederive and not summary.full_refresh:
+        run_config.update(REDERIVE_CONFIG)
     result = transform.execute_in_process(
-        instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+        instance=instance, run_config=run_config, raise_on_error=False
     )
     summary.transform_ok = result.success
     if not result.success:
@@ -211,6 +222,7 @@ def _execute(defs, instance, pending: list[Batch], summary: RunSummary, on_step)
 
 def _collect_counts(url: str, pending: list[Batch], summary: RunSummary) -> None:
     with psycopg.connect(url) as conn:
+        summary.derived = _derived(conn) if summary.transform_ok else None
         keys = [(b.source, b.batch_id) for b in pending]
         for status, read, loaded, rejected in conn.execute(
             "select status, rows_read, rows_loaded, rows_rejected from consent.ingest_batches "
@@ -222,3 +234,23 @@ def _collect_counts(url: str, pending: list[Batch], summary: RunSummary) -> None
             summary.rows_read += read
             summary.rows_loaded += loaded
             summary.rows_rejected += rejected
+
+
+def _derived(conn: psycopg.Connection) -> str | None:
+    """What the last publication derived, in words: every client, or how many."""
+    recorded = conn.execute(
+        "select 1 from pg_attribute where attrelid = to_regclass('consent.publication') "
+        "and attname = 'derivation'"
+    ).fetchone()
+    if not recorded:
+        return None
+    row = conn.execute(
+        "select derivation, affected_clients from consent.publication "
+        "where derivation is not null order by published_at desc limit 1"
+    ).fetchone()
+    if row is None:
+        return None
+    derivation, affected = row
+    if derivation == "incremental":
+        return f"{affected:,} clients (those the new data and the clock reached)"
+    return "every client"

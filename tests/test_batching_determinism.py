@@ -116,8 +116,22 @@ def daily(server_url, landing, tmp_path_factory) -> dict:
                 shutil.copytree(folder, zone / folder.parent.name / folder.name)
             run_cli(env)
         after_daily = published(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            derivations = [
+                d for (d,) in conn.execute(
+                    "select derivation from consent.publication order by published_at"
+                )
+            ]  # fmt: skip
+        run_cli(env, "run", "--rederive")
+        rederived = published(url)
         refresh = run_cli(env, "run", "--full-refresh")
-        yield {"daily": after_daily, "full_refresh": published(url), "output": refresh.stdout}
+        yield {
+            "daily": after_daily,
+            "derivations": derivations,
+            "rederive": rederived,
+            "full_refresh": published(url),
+            "output": refresh.stdout,
+        }
 
 
 def _differences(one: dict[str, Counter], other: dict[str, Counter]) -> dict[str, tuple]:
@@ -149,6 +163,15 @@ def test_a_full_refresh_after_daily_runs_publishes_what_one_run_over_everything_
 )
 def test_four_daily_runs_publish_what_one_run_over_everything_does(daily, at_once):
     assert _differences(daily["daily"], at_once) == {}
+
+
+def test_daily_runs_derive_incrementally_what_deriving_every_client_again_does(daily):
+    """The derivation's own determinism, identity aside: after the daily runs (all but the
+    first, and those a catalog batch reached, incremental), `--rederive` derives every client
+    again from every batch over the same identity and must publish the same rows."""
+    assert daily["derivations"][0] == "full"
+    assert "incremental" in daily["derivations"], daily["derivations"]
+    assert _differences(daily["daily"], daily["rederive"]) == {}
 
 
 def test_the_full_refresh_says_it_re_derived_everything(daily):

@@ -1,14 +1,16 @@
 """Readers keep asking through a run and see one complete state at every moment (DESIGN 12).
 
 Maria's letter revoking marketing e-mails arrives while the worked example is published. During
-the run that takes it in, readers never stop: one asks in SQL, in single statements that cross
-every published table, one asks the way `can-contact` does (pipelines.answers), one reads as the
-marketing role. The run rebuilds identity, events, history, golden consent and reports (every
-run is a full rebuild today, so this run is the full refresh and the daily run at once). No
-reader may get an error, and none may see a mixed state: a golden status whose deciding events
-are not in consent_event, a golden client unknown to client_xref, a golden status that
-consent_status_at contradicts, or an answer whose revocation has no letter behind it. Both
-states must have been seen, before and after, so the readers were there when it changed.
+the daily run that takes it in, and then through `consent-center run --rederive`, readers never
+stop: one asks in SQL, in single statements that cross every published table, one asks the way
+`can-contact` does (pipelines.answers), one reads as the marketing role. The daily run derives
+only the clients the letter reaches and writes their rows into the published tables in one
+transaction; the rederive derives every client into a generation of its own and swaps the
+published views to it. No reader may get an error, and none may see a mixed state: a golden
+status whose deciding events are not in consent_event, a golden client unknown to client_xref, a
+golden status that consent_status_at contradicts, or an answer whose revocation has no letter
+behind it. Both states must have been seen, before and after, so the readers were there when it
+changed. And the rederive publishes exactly what the daily run did (DESIGN section 12).
 """
 
 from __future__ import annotations
@@ -92,6 +94,47 @@ def _marketing(conn: psycopg.Connection) -> int:
     return conn.execute("select count(*) from consent.golden_consent").fetchone()[0]
 
 
+#: what the runs publish, compared between the daily run and the rederive
+PUBLISHED = (
+    "client_xref",
+    "golden_client",
+    "identity_ambiguous_matches",
+    "consent_event",
+    "consent_history",
+    "golden_consent_at_run",
+    "golden_consent",
+    "report_expiring",
+    "report_conflicts",
+    "report_revocation_deadlines",
+    "report_depersonalisation",
+)
+
+
+def _snapshot(conn: psycopg.Connection, schema: str) -> dict[str, int]:
+    """Copies of the published tables in `schema`; their row counts."""
+    conn.execute(f"create schema {schema}")
+    counts = {}
+    for table in PUBLISHED:
+        conn.execute(f"create table {schema}.{table} as select * from consent.{table}")
+        counts[table] = conn.execute(f"select count(*) from {schema}.{table}").fetchone()[0]
+    return counts
+
+
+def _differences(conn: psycopg.Connection, one: str, other: str) -> dict[str, tuple[int, int]]:
+    """Per table that differs: rows only in `one`, rows only in `other` (EXCEPT ALL)."""
+    found = {}
+    for table in PUBLISHED:
+        a, b = (f"{x}.{table}" for x in (one, other))
+        counts = tuple(
+            conn.execute(f"select count(*) from (select * from {x} except all select * from {y})"
+                         " d").fetchone()[0]
+            for x, y in ((a, b), (b, a))
+        )  # fmt: skip
+        if any(counts):
+            found[table] = counts
+    return found
+
+
 @pytest.fixture(scope="module")
 def through_a_run(server_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("consistent")
@@ -115,7 +158,10 @@ def through_a_run(server_url, tmp_path_factory):
             reader.start()
         time.sleep(1)
         started = datetime.now().astimezone()
-        run_cli(env)  # the letter's run, read throughout
+        daily = run_cli(env)  # the letter's run, read throughout
+        with psycopg.connect(url, autocommit=True) as conn:
+            daily_counts = _snapshot(conn, "after_daily")
+        rederive = run_cli(env, "run", "--rederive")  # every client again, read throughout
         seconds = (datetime.now().astimezone() - started).total_seconds()
         time.sleep(1)
         for reader in readers.values():
@@ -123,13 +169,27 @@ def through_a_run(server_url, tmp_path_factory):
         for reader in readers.values():
             reader.join(timeout=60)
         with psycopg.connect(url, autocommit=True) as conn:
-            publications = conn.execute("select count(*) from consent.publication").fetchone()[0]
-        yield {"readers": readers, "seconds": seconds, "publications": publications}
+            _snapshot(conn, "after_rederive")
+            differences = _differences(conn, "after_daily", "after_rederive")
+            publications = conn.execute(
+                "select derivation, affected_clients, stored_in = generation "
+                "from consent.publication order by published_at"
+            ).fetchall()
+            (clients,) = conn.execute("select count(*) from consent.golden_client").fetchone()
+        yield {
+            "readers": readers,
+            "seconds": seconds,
+            "publications": publications,
+            "clients": clients,
+            "daily_counts": daily_counts,
+            "differences": differences,
+            "outputs": (daily.stdout, rederive.stdout),
+        }
 
 
 def test_no_reader_gets_an_error_while_a_run_builds_and_publishes(through_a_run):
     readers = through_a_run["readers"]
-    assert through_a_run["publications"] == 2
+    assert len(through_a_run["publications"]) == 3
     for name, reader in readers.items():
         assert reader.errors == [], name
         # they asked all along: at least one question a second of the run
@@ -165,3 +225,23 @@ def test_every_answer_is_backed_by_its_own_publication(through_a_run):
 def test_marketing_reads_golden_consent_throughout_with_its_grants(through_a_run):
     counts = set(through_a_run["readers"]["marketing"].answers)
     assert counts and all(count > 0 for count in counts)
+
+
+def test_the_daily_run_derives_only_the_clients_the_letter_reaches_in_place(through_a_run):
+    first, daily, rederive = through_a_run["publications"]
+    assert first[0] == "full" and first[2]  # a generation of its own
+    derivation, affected, own = daily
+    # Maria, and whoever the clock or a possible match reaches: never everyone
+    assert derivation == "incremental" and not own
+    assert 1 <= affected < through_a_run["clients"], (affected, through_a_run["clients"])
+    assert rederive[0] == "full" and rederive[2]
+    daily_output, rederive_output = through_a_run["outputs"]
+    assert f"{affected:,} clients" in daily_output
+    assert "every client" in rederive_output
+
+
+def test_every_client_derived_again_publishes_exactly_what_the_daily_run_did(through_a_run):
+    counts = through_a_run["daily_counts"]
+    # nothing compared is empty, so the comparison can fail
+    assert all(counts[t] > 0 for t in PUBLISHED if t != "report_depersonalisation"), counts
+    assert through_a_run["differences"] == {}

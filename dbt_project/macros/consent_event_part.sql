@@ -144,6 +144,7 @@ honoured_for_possible_matches as (
     left join {{ source('quality', 'ingest_batches') }} b
         on b.source = e.source and b.batch_id = e.batch_id
     where e.action in ('revoke', 'restrict') and e.is_counted
+      and {{ of_affected_clients('m.other_client_id') }}
     group by e.event_id, m.other_client_id, e.consent_code, e.purpose, e.channel,
         e.partner_code, e.action, e.effective_at, e.valid_until, e.wording_version,
         e.contract_number, e.source, e.source_record_id, e.process, e.evidence_url,
@@ -181,6 +182,7 @@ left join {{ source('identity', 'client_xref') }} x
     on x.source = e.source and x.source_record_id = e.source_record_id
 left join {{ source('quality', 'ingest_batches') }} b
     on b.source = e.source and b.batch_id = e.batch_id
+where {{ of_affected_clients('x.client_id') }}
 {%- if honour_possible_matches %}
 
 union all

@@ -38,7 +38,11 @@ with counted as materialized (
     -- read once, and the branches below read this
     select e.client_id, e.purpose, e.channel, e.partner_code, e.event_id, e.action, e.source,
            e.effective_at, e.valid_until
-    from {{ ref('consent_event') }} e
+    from (
+        select * from {{ ref('int_consent_event__contracts') }}
+        union all
+        select * from {{ ref('int_consent_event__direct') }}
+    ) e
     where e.is_counted and e.client_id is not null and e.effective_at is not null
       and (hashtext(e.client_id) & 1) = {{ half }}
 ),

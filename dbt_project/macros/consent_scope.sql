@@ -30,9 +30,9 @@ select
     {{ 'c.channel' if column == 'channel' else 'h.' ~ column }}{{ ',' if not loop.last }}
     {%- endfor %}
 from (
-    select * from {{ ref(model ~ '__half_0') }}
+    select * from {{ with_unaffected(ref(model ~ '__half_0')) }} as half_0
     union all
-    select * from {{ ref(model ~ '__half_1') }}
+    select * from {{ with_unaffected(ref(model ~ '__half_1')) }} as half_1
 ) h
 join {{ key_channels('c') }} on c.key_channel = h.channel
 {%- endmacro %}

@@ -68,8 +68,10 @@ left join supporting_grants g using (client_id, purpose, channel, partner_code)
    restriction so far).
 -#}
 {% macro golden_consent_at_reader(half) %}
-{%- set history = ref('int_consent_history__half_' ~ half) %}
-{%- set key_events = ref('int_consent_key_events__half_' ~ half) %}
+{#- in an incremental derivation, this run's rows of the affected clients and the published
+    rows of the others (macros/affected_clients.sql) -#}
+{%- set history = with_unaffected(ref('int_consent_history__half_' ~ half)) %}
+{%- set key_events = with_unaffected(ref('int_consent_key_events__half_' ~ half)) %}
 {%- set key = ['client_id', 'purpose', 'channel', 'partner_code'] %}
 {%- set moved_since_run -%}
     m.valid_from > least({{ as_of() }}, {{ reader_instant() }})
@@ -77,7 +79,7 @@ left join supporting_grants g using (client_id, purpose, channel, partner_code)
 {%- endset %}
 select g.client_id, g.purpose, g.channel, g.partner_code, g.status, g.valid_from,
        g.valid_until, g.basis_event_ids, g.last_changed_at
-from {{ ref('int_golden_consent__half_' ~ half) }} g
+from {{ with_unaffected(ref('int_golden_consent__half_' ~ half)) }} g
 where not exists (
     select 1 from {{ history }} m
     where {% for column in key %}m.{{ column }} = g.{{ column }} and {% endfor %}{{ moved_since_run }}

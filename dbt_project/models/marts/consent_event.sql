@@ -5,6 +5,6 @@
 -- helpdesk, partner); this view is their union. An event lives in exactly one part, and each
 -- part has a unique index on event_id and one on client_id.
 {{ config(materialized='view') }}
-select * from {{ ref('int_consent_event__contracts') }}
+select * from {{ with_unaffected(ref('int_consent_event__contracts')) }} as contracts
 union all
-select * from {{ ref('int_consent_event__direct') }}
+select * from {{ with_unaffected(ref('int_consent_event__direct')) }} as direct

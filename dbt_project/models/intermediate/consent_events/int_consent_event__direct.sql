@@ -4,6 +4,7 @@
 -- int_consent_event__contracts.
 {{ config(
     materialized='table',
+    meta={'derived_by_client': true},
     pre_hook=["{{ large_sort_memory() }}", "{{ one_core_per_model() }}",
               "{{ hash_joins_only() }}"],
     post_hook=["{{ analyze_for_readers() }}"],

@@ -4,7 +4,7 @@
 with ticks as (
     select distinct on (crm_client_id, coalesce(contract_id, ''), flag_code, flag_value, set_at)
         *, {{ moscow_date('set_at') }} as set_day
-    from {{ ref('stg_crm__consent_flags') }}
+    from {{ affected_only(ref('stg_crm__consent_flags'), 'crm', 'crm_client_id') }} as f
     order by crm_client_id, coalesce(contract_id, ''), flag_code, flag_value, set_at,
              batch_id, line_number
 ),

@@ -19,7 +19,7 @@
 {%- for code in channels %}{% do vocabularies['channels'].append((code | replace('_', ''), code)) %}{% endfor %}
 with tickets as (
     select distinct on (ticket_id) *
-    from {{ ref('stg_helpdesk__tickets') }}
+    from {{ affected_only(ref('stg_helpdesk__tickets'), 'helpdesk', 'ticket_id') }} as t
     where request_type in ('revoke_consent', 'restrict_processing', 'erase_data')
     order by ticket_id, batch_id desc, line_number desc
 ),

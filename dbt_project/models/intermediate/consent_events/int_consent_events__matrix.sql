@@ -5,7 +5,7 @@
 with contracts as (
     -- the newest version of each contract (a later export may add closed_at)
     select c.*, {{ moscow_date('c.signed_at') }} as signed_day
-    from {{ ref('int_crm__contracts') }} c
+    from {{ affected_only(ref('int_crm__contracts'), 'crm', 'crm_client_id') }} c
 ),
 
 rules as (

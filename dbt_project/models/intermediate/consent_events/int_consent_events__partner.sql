@@ -8,7 +8,7 @@ with partner as (
         coalesce(p.valid_until, {{ add_months_moscow('p.obtained_at', 't.term_months') }})
             as ends_at,
         w.wording_version
-    from {{ ref('stg_partner__clients') }} p
+    from {{ affected_only(ref('stg_partner__clients'), 'partner', 'source_record_id') }} p
     left join {{ ref('int_catalog__consent_types') }} t on t.consent_code = p.consent_code
     left join lateral {{ wording_in_force('p.consent_code', moscow_date('p.obtained_at')) }} w
         on true

@@ -5,7 +5,7 @@ with events as (
     select distinct on (event_id)
         event_id, account_id, occurred_at, event_type, form_id, confirmation, evidence_url,
         batch_id, line_number
-    from {{ ref('stg_web__events') }}
+    from {{ affected_only(ref('stg_web__events'), 'web', 'account_id') }} as w
     order by event_id, batch_id desc, line_number desc
 )
 

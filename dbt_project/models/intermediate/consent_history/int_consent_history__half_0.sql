@@ -4,6 +4,7 @@
 -- side with the other half.
 {{ config(
     materialized='table',
+    meta={'derived_by_client': true},
     pre_hook=["{{ large_sort_memory() }}", "{{ read_in_key_order() }}"],
     post_hook=["{{ analyze_for_readers() }}"],
     indexes=[{'columns': ['client_id']}, {'columns': ['valid_from']}],

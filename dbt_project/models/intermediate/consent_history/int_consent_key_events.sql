@@ -3,6 +3,6 @@
 -- (macros/consent_key_events.sql). Built in two halves by client side by side; this view is
 -- their union, for the models and answers that read every key.
 {{ config(materialized='view') }}
-select * from {{ ref('int_consent_key_events__half_0') }}
+select * from {{ with_unaffected(ref('int_consent_key_events__half_0')) }} as half_0
 union all
-select * from {{ ref('int_consent_key_events__half_1') }}
+select * from {{ with_unaffected(ref('int_consent_key_events__half_1')) }} as half_1

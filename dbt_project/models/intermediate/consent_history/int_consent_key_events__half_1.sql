@@ -7,6 +7,7 @@
 -- 20 k clients, 0.4 s by hash).
 {{ config(
     materialized='table',
+    meta={'derived_by_client': true},
     pre_hook=["{{ large_sort_memory('2GB') }}", "{{ hash_joins_only() }}"],
     post_hook=[
         "create index on {{ this }} (client_id) where grants_only is not true",

@@ -2,6 +2,7 @@
 -- their history is.
 {{ config(
     materialized='table',
+    meta={'derived_by_client': true},
     pre_hook=["{{ large_sort_memory() }}"],
     post_hook=["{{ analyze_for_readers() }}"],
     indexes=[

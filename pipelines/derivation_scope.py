@@ -1,0 +1,376 @@
+"""Which clients a run derives (DESIGN section 12: a daily run touches what changed).
+
+A run derives every client when it must (the first run, `--full-refresh` or `--rederive`, a new
+release of the derivation's code, a catalog change, most clients reached anyway) and otherwise
+only the clients its changes reach, computed here before the consent models are built:
+
+* records in batches loaded (or loaded again) since the published generation was planned;
+* records whose form-validation verdict changed (rules that read the clock or the catalog);
+* records and clients erased or re-pseudonymised since then;
+* clients whose identity changed: every record whose client differs between the published
+  client_xref and this run's (its old and its new client), and both sides of every possible
+  match that appeared or went away;
+* clients whose status at the run's instant the clock moved: a history interval, a grant or the
+  end of a grant between the published run's instant and this one's;
+* one step further, the other side of each possible match of those clients, because their
+  revocations are honoured across it (macros/consent_event_part.sql).
+
+The result goes into the generation's staging schema: `affected_clients`, `affected_records`
+(every record of those clients, and the records whose revocations are honoured for them) and
+`derivation_plan` (one row: what the publication records, and what the next run compares with).
+The dbt models read them through the var `affected_schema` (macros/affected_clients.sql), and
+the publication replaces those clients' rows of the published parts in one transaction
+(pipelines/publication.py). Everything is set-based SQL over indexed columns: its cost follows
+the day's changes, apart from the comparison of identities (a hash join of two client_xref).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+
+import psycopg
+from psycopg import sql
+
+from sources.schema import relation_exists
+
+#: above this share of all clients, one full derivation is cheaper than a filtered one
+FULL_DERIVATION_SHARE = 0.3
+#: staged table -> (source, the column that is the source's source_record_id in client_xref)
+RECORD_KEYS = {
+    "stg_crm__clients": ("crm", "crm_client_id"),
+    "stg_crm__consent_flags": ("crm", "crm_client_id"),
+    "stg_crm__contracts": ("crm", "crm_client_id"),
+    "stg_web__events": ("web", "account_id"),
+    "stg_helpdesk__tickets": ("helpdesk", "ticket_id"),
+    "stg_partner__clients": ("partner", "source_record_id"),
+}
+#: the form-validation verdicts the consent models read (macros/consent_event_part.sql)
+VERDICTS = """
+select source, batch_id, file_name, line_number, record_id, rule
+from consent.dq_rejections
+where stage = 'validate' and severity = 'reject'
+"""
+
+
+@dataclass
+class DerivationScope:
+    """What one run derives: every client, or the affected ones (`causes`: clients per cause)."""
+
+    incremental: bool
+    reason: str
+    based_on: str | None = None
+    affected_clients: int | None = None
+    causes: dict[str, int] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "derivation": "incremental" if self.incremental else "full",
+            "derivation_reason": self.reason,
+        }
+        if self.affected_clients is not None:
+            data["affected_clients"] = self.affected_clients
+            data["affected_clients_by_cause"] = dict(self.causes)
+        return data
+
+
+@cache
+def derivation_fingerprint() -> str:
+    """The derivation's code: every staging, intermediate and mart model and every macro of the
+    dbt project (their checksums in the manifest) and the report settings. A new release changes
+    it, and the next run then derives every client again."""
+    from assets.transform import ensure_manifest
+
+    manifest = json.loads(ensure_manifest().read_text())
+    parts = sorted(
+        f"{node['unique_id']}:{node['checksum']['checksum']}"
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    )
+    parts += sorted(
+        f"{m['unique_id']}:{hashlib.md5(m['macro_sql'].encode()).hexdigest()}"
+        for m in manifest["macros"].values()
+        if m["package_name"] == "consent_center"
+    )
+    parts.append(f"expiring_days:{os.environ.get('CONSENT_EXPIRING_DAYS', '30')}")
+    return hashlib.md5("\n".join(parts).encode()).hexdigest()[:16]
+
+
+PLAN_DDL = """
+create table {plan} (
+    derivation   text not null,
+    reason       text not null,
+    based_on     text,
+    fingerprint  text not null,
+    inputs_until timestamptz,
+    planned_at   timestamptz not null,
+    as_of        timestamptz not null
+);
+create table {clients} (client_id text primary key);
+create table {records} (source text, source_record_id text, primary key (source, source_record_id));
+create table {verdicts} as {verdicts_query};
+"""
+
+
+def _previous_plan(conn: psycopg.Connection, base_staging: str) -> dict | None:
+    if not relation_exists(conn, base_staging, "derivation_plan"):
+        return None
+    cursor = conn.execute(
+        sql.SQL("select * from {}").format(sql.Identifier(base_staging, "derivation_plan"))
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([c.name for c in cursor.description], row, strict=True))
+
+
+def plan_derivation(
+    conn: psycopg.Connection,
+    staging: str,
+    identity_schema: str,
+    as_of: datetime,
+    *,
+    published: tuple[str, str] | None,
+    full: bool = False,
+) -> DerivationScope:
+    """Decide and record what this run derives, in schema `staging` (the generation's).
+
+    identity_schema: where this run's client_xref is. published: the (staging, consent) schemas
+    of the published generation, None before the first publication. full: derive every client.
+    """
+    names = {
+        "plan": sql.Identifier(staging, "derivation_plan"),
+        "clients": sql.Identifier(staging, "affected_clients"),
+        "records": sql.Identifier(staging, "affected_records"),
+        "verdicts": sql.Identifier(staging, "validation_verdicts"),
+    }
+    for name in names.values():
+        conn.execute(sql.SQL("drop table if exists {}").format(name))
+    conn.execute(sql.SQL(PLAN_DDL).format(verdicts_query=sql.SQL(VERDICTS), **names))
+    (inputs_until,) = conn.execute(
+        "select max(finished_at) from consent.ingest_batches where status = 'loaded'"
+    ).fetchone()
+    scope = _scope(conn, names, identity_schema, as_of, published, full)
+    conn.execute(
+        sql.SQL("insert into {} values (%s, %s, %s, %s, %s, clock_timestamp(), %s)").format(
+            names["plan"]
+        ),
+        (
+            "incremental" if scope.incremental else "full",
+            scope.reason,
+            scope.based_on,
+            derivation_fingerprint(),
+            inputs_until,
+            as_of,
+        ),
+    )
+    if not scope.incremental:
+        # nothing filters a full derivation; the tables stay, empty, for the record
+        return scope
+    conn.execute(sql.SQL("analyze {}").format(names["clients"]))
+    conn.execute(sql.SQL("analyze {}").format(names["records"]))
+    return scope
+
+
+def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationScope:
+    if full:
+        return DerivationScope(False, "asked for (--full-refresh or --rederive)")
+    if published is None:
+        return DerivationScope(False, "first derivation of this installation")
+    base_staging, base_consent = published
+    previous = _previous_plan(conn, base_staging)
+    if previous is None:
+        return DerivationScope(False, "the published state records no plan (older version)")
+    if previous["fingerprint"] != derivation_fingerprint():
+        return DerivationScope(False, "the derivation's code or settings changed")
+    since = previous["inputs_until"]
+    (catalog_changed,) = conn.execute(
+        "select exists (select from consent.ingest_batches where source = 'catalog' "
+        "and status = 'loaded' and finished_at > coalesce(%s, '-infinity'))",
+        (since,),
+    ).fetchone()
+    if catalog_changed:
+        return DerivationScope(False, "a catalog batch arrived (rule 7 re-derives every client)")
+    (unlinked,) = conn.execute(
+        sql.SQL(
+            "select exists (select from {}.int_consent_event__direct where client_id is null) "
+            "or exists (select from {}.int_consent_event__contracts where client_id is null)"
+        ).format(sql.Identifier(base_staging), sql.Identifier(base_staging))
+    ).fetchone()
+    if unlinked:
+        return DerivationScope(False, "the published events hold records of no client")
+
+    context = {
+        **names,
+        "xref": sql.Identifier(identity_schema, "client_xref"),
+        "old_xref": sql.Identifier(base_consent, "client_xref"),
+        "matches": sql.Identifier(identity_schema, "identity_ambiguous_matches"),
+        "old_matches": sql.Identifier(base_consent, "identity_ambiguous_matches"),
+        "old_verdicts": sql.Identifier(base_staging, "validation_verdicts"),
+        "base": sql.Identifier(base_staging),
+    }
+    conn.execute(
+        "create temp table if not exists scope_records (source text, source_record_id text)"
+    )
+    conn.execute("truncate scope_records")
+    conn.execute("create temp table if not exists scope_clients (client_id text, cause text)")
+    conn.execute("truncate scope_clients")
+    # records of the new (or reloaded) batches
+    for table, (source, key) in RECORD_KEYS.items():
+        conn.execute(
+            sql.SQL(
+                "insert into scope_records select distinct {source}, {key} from staging.{table} "
+                "where batch_loaded_at > coalesce(%s, '-infinity') and {key} is not null"
+            ).format(source=sql.Literal(source), key=sql.Identifier(key),
+                     table=sql.Identifier(table)),
+            (since,),
+        )  # fmt: skip
+    (unlinked,) = conn.execute(
+        sql.SQL(
+            "select exists (select from scope_records r where not exists ("
+            "select from {xref} x where x.source = r.source "
+            "and x.source_record_id = r.source_record_id))"
+        ).format(**context)
+    ).fetchone()
+    if unlinked:
+        return DerivationScope(False, "a new record has no client in this run's identity")
+    _insert_clients(conn, context, "new batches", "scope_records")
+    # rows whose validation verdict changed (a rule that reads the clock or the catalog)
+    conn.execute("truncate scope_records")
+    conn.execute(
+        sql.SQL(
+            "create temp table if not exists changed_verdicts as select * from {} where false"
+        ).format(names["verdicts"])
+    )
+    conn.execute("truncate changed_verdicts")
+    conn.execute(
+        sql.SQL(
+            "insert into changed_verdicts "
+            "(select * from {new} except select * from {old}) "
+            "union (select * from {old} except select * from {new})"
+        ).format(new=names["verdicts"], old=context["old_verdicts"])
+    )
+    for table, (source, key) in RECORD_KEYS.items():
+        conn.execute(
+            sql.SQL(
+                "insert into scope_records select distinct {source}, s.{key} "
+                "from staging.{table} s join changed_verdicts v on v.source = {source} "
+                "and v.batch_id = s.batch_id and v.file_name = s.file_name "
+                "and v.line_number = s.line_number where s.{key} is not null"
+            ).format(source=sql.Literal(source), key=sql.Identifier(key),
+                     table=sql.Identifier(table))
+        )  # fmt: skip
+    # records erased or pseudonymised again since the published run was planned
+    conn.execute(
+        "insert into scope_records select source, source_record_id "
+        "from consent.depersonalised_records where executed_at > %s",
+        (previous["planned_at"],),
+    )
+    _insert_clients(conn, context, "validation or erasure", "scope_records")
+    conn.execute(
+        "insert into scope_clients select client_id, 'validation or erasure' "
+        "from consent.depersonalisation_audit "
+        "where greatest(executed_at, reapplied_at) > %s",
+        (previous["planned_at"],),
+    )
+    # identity: every record whose client changed, its old and its new client
+    conn.execute(
+        sql.SQL(
+            "insert into scope_clients select unnest(array[n.client_id, o.client_id]), "
+            "'identity' from {xref} n full join {old_xref} o "
+            "using (source, source_record_id) where n.client_id is distinct from o.client_id"
+        ).format(**context)
+    )
+    conn.execute(
+        sql.SQL(
+            "insert into scope_clients select unnest(array[client_id_l, client_id_r]), 'identity' "
+            "from ((select * from {matches} except select * from {old_matches}) "
+            "union (select * from {old_matches} except select * from {matches})) d"
+        ).format(**context)
+    )
+    # the clock: an interval, a grant or the end of a grant between the two instants
+    low, high = sorted([previous["as_of"], as_of])
+    for half in (0, 1):
+        history = sql.Identifier(base_staging, f"int_consent_history__half_{half}")
+        events = sql.Identifier(base_staging, f"int_consent_key_events__half_{half}")
+        conn.execute(
+            sql.SQL(
+                "insert into scope_clients select distinct client_id, 'clock' from {} "
+                "where valid_from > %s and valid_from <= %s"
+            ).format(history),
+            (low, high),
+        )
+        conn.execute(
+            sql.SQL(
+                "insert into scope_clients select distinct client_id, 'clock' from {} "
+                "where (effective_at > %(low)s and effective_at <= %(high)s) "
+                "or (ends_at > %(low)s and ends_at <= %(high)s)"
+            ).format(events),
+            {"low": low, "high": high},
+        )
+    conn.execute("delete from scope_clients where client_id is null")
+    # one step across possible matches: their revocations are honoured for each other
+    conn.execute(
+        sql.SQL(
+            "insert into scope_clients select m.other, 'possible match' from ("
+            "select client_id_l as one, client_id_r as other from {matches} where not same_client "
+            "union all select client_id_r, client_id_l from {matches} where not same_client) m "
+            "where m.one in (select client_id from scope_clients) and m.other is not null"
+        ).format(**context)
+    )
+    causes = dict(
+        conn.execute(
+            "select cause, count(distinct client_id) from scope_clients group by cause order by 1"
+        ).fetchall()
+    )
+    conn.execute(
+        sql.SQL("insert into {clients} select distinct client_id from scope_clients").format(
+            **context
+        )
+    )
+    (affected,) = conn.execute(
+        sql.SQL("select count(*) from {clients}").format(**context)
+    ).fetchone()
+    (everyone,) = conn.execute(
+        sql.SQL("select count(*) from {}").format(sql.Identifier(identity_schema, "golden_client"))
+    ).fetchone()
+    based_on = base_consent.split("__", 1)[1]
+    if everyone and affected > FULL_DERIVATION_SHARE * everyone:
+        conn.execute(sql.SQL("truncate {clients}").format(**context))
+        return DerivationScope(
+            False, f"{affected} of {everyone} clients affected: one full derivation is cheaper"
+        )
+    # every record of the affected clients, and the records honoured for them across a match
+    conn.execute(
+        sql.SQL(
+            "insert into {records} "
+            "select source, source_record_id from {xref} where client_id in (select client_id "
+            "from {clients}) "
+            "union select source_l, source_record_id_l from {matches} "
+            "where not same_client and client_id_r in (select client_id from {clients}) "
+            "union select source_r, source_record_id_r from {matches} "
+            "where not same_client and client_id_l in (select client_id from {clients})"
+        ).format(**context)
+    )
+    return DerivationScope(
+        True,
+        f"the changes since generation {based_on}",
+        based_on=based_on,
+        affected_clients=affected,
+        causes=causes,
+    )
+
+
+def _insert_clients(conn, context, cause: str, records: str) -> None:
+    """The clients of `records`, by this run's identity and by the published one."""
+    for xref in ("xref", "old_xref"):
+        conn.execute(
+            sql.SQL(
+                "insert into scope_clients select distinct x.client_id, {cause} from {records} r "
+                "join {xref} x using (source, source_record_id)"
+            ).format(cause=sql.Literal(cause), records=sql.Identifier(records), xref=context[xref])
+        )
