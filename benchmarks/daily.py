@@ -8,16 +8,19 @@ at day D). Then a daily batch touching --share of the clients (1% by default) la
 what the installation holds for them: helpdesk revocation letters quoting their contracts, CRM
 updates (cards re-sent, consent ticks set to false), web withdrawals on their accounts and new
 web registrations, and one partner file of refusals. `consent-center run` loads and derives it
-(the daily run, at D + 1 day). Last, `consent-center run --full-refresh` derives everything
-again from every batch (at the same instant).
+(the daily run, at D + 1 day: only the clients it reaches). Then `consent-center run
+--rederive` derives every client again over the same identity, and last `consent-center run
+--full-refresh` derives everything again from every batch, identity included (both at the same
+instant).
 
 Each of the three runs is the console script in a fresh process, timed end to end, with the
 peak memory of its whole process tree (benchmarks/common.py, StepMemory).
 
 Checks (any failure: exit 1): every run succeeds with no failed batch; every row of the daily
 batch is loaded; every letter's client reads `revoked` for marketing by call in golden_consent;
-the daily run's change feed tells each key at most once; and the full refresh publishes exactly
-the daily run's state: every published table, EXCEPT ALL both ways (wall-clock columns aside).
+the daily run's change feed tells each key at most once; the daily run derived incrementally;
+and the rederive and the full refresh each publish exactly the daily run's state: every
+published table, EXCEPT ALL both ways (wall-clock columns aside).
 Figures: the three times, the ratio daily / full, each run's peak memory, and the seconds of
 each Dagster step of each run (where a daily run's time goes).
 

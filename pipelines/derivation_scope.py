@@ -38,8 +38,10 @@ from psycopg import sql
 
 from sources.schema import relation_exists
 
-#: above this share of all clients, one full derivation is cheaper than a filtered one
+#: above this share of all clients, one full derivation is cheaper than a filtered one ...
 FULL_DERIVATION_SHARE = 0.3
+#: ... unless so few clients are affected that either way costs nothing worth weighing
+FULL_DERIVATION_MIN_CLIENTS = 1000
 #: staged table -> (source, the column that is the source's source_record_id in client_xref)
 RECORD_KEYS = {
     "stg_crm__clients": ("crm", "crm_client_id"),
@@ -188,13 +190,6 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
     if previous["fingerprint"] != derivation_fingerprint():
         return DerivationScope(False, "the derivation's code or settings changed")
     since = previous["inputs_until"]
-    (catalog_changed,) = conn.execute(
-        "select exists (select from consent.ingest_batches where source = 'catalog' "
-        "and status = 'loaded' and finished_at > coalesce(%s, '-infinity'))",
-        (since,),
-    ).fetchone()
-    if catalog_changed:
-        return DerivationScope(False, "a catalog batch arrived (rule 7 re-derives every client)")
     (unlinked,) = conn.execute(
         sql.SQL(
             "select exists (select from {}.int_consent_event__direct where client_id is null) "
@@ -277,6 +272,10 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
         "where greatest(executed_at, reapplied_at) > %s",
         (previous["planned_at"],),
     )
+    # rule 7: the records a catalog change reaches (only what changed, closed contracts included)
+    conn.execute("truncate scope_records")
+    _catalog_records(conn, base_staging)
+    _insert_clients(conn, context, "catalog", "scope_records")
     # identity: every record whose client changed, its old and its new client
     conn.execute(
         sql.SQL(
@@ -339,7 +338,7 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
         sql.SQL("select count(*) from {}").format(sql.Identifier(identity_schema, "golden_client"))
     ).fetchone()
     based_on = base_consent.split("__", 1)[1]
-    if everyone and affected > FULL_DERIVATION_SHARE * everyone:
+    if affected > max(FULL_DERIVATION_SHARE * everyone, FULL_DERIVATION_MIN_CLIENTS):
         conn.execute(sql.SQL("truncate {clients}").format(**context))
         return DerivationScope(
             False, f"{affected} of {everyone} clients affected: one full derivation is cheaper"
@@ -374,3 +373,89 @@ def _insert_clients(conn, context, cause: str, records: str) -> None:
                 "join {xref} x using (source, source_record_id)"
             ).format(cause=sql.Literal(cause), records=sql.Identifier(records), xref=context[xref])
         )
+
+
+#: catalog table -> the columns that say what it holds (not where or when it was read)
+CATALOG_COLUMNS = {
+    "consent_types": ("consent_code", "purpose", "channel", "partner_code", "term_months",
+                      "description"),
+    "crm_flag_map": ("flag_code", "consent_code"),
+    "product_matrix": ("rule_id", "match_kind", "match_value", "consent_code", "wording_version",
+                       "term_months", "effective_from", "effective_to"),
+    "wordings": ("consent_code", "wording_version", "effective_from", "effective_to",
+                 "wording_text", "text_sha256"),
+}  # fmt: skip
+#: the dbt macro current_catalog_batch_id: the catalog batch this run's models will read
+CURRENT_CATALOG_BATCH = (
+    "select max(batch_id) from ("
+    + " union all ".join(
+        f"select max(_batch_id) as batch_id from raw.catalog_{entity} "
+        "where _batch_id not like 'preview-%'"
+        for entity in ("consent_types", "wordings", "product_matrix", "crm_flag_map")
+    )
+    + ") b"
+)
+
+
+def _catalog_records(conn: psycopg.Connection, base_staging: str) -> None:
+    """Into scope_records: the records whose consents a catalog change may move (rule 7).
+
+    The catalog the published generation was derived from (its int_catalog__* tables) is
+    compared row by row with the one in force now. A changed consent type, wording or matrix
+    rule reaches every record with an event naming its consent code; a changed flag mapping
+    every CRM record carrying that flag; a changed matrix rule every contract it matches (or
+    matched), open or closed, in any version staged."""
+    (batch,) = conn.execute(CURRENT_CATALOG_BATCH).fetchone()
+    conn.execute(
+        "create temp table if not exists catalog_changes "
+        "(entity text, consent_code text, flag_code text, match_kind text, match_value text)"
+    )
+    conn.execute("truncate catalog_changes")
+    for entity, columns in CATALOG_COLUMNS.items():
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        old = sql.SQL("select {} from {}").format(
+            cols, sql.Identifier(base_staging, f"int_catalog__{entity}")
+        )
+        new = sql.SQL("select {} from staging.{} where batch_id = %(batch)s").format(
+            cols, sql.Identifier(f"stg_catalog__{entity}")
+        )
+        pick = {
+            "consent_types": "consent_code, null, null, null",
+            "crm_flag_map": "consent_code, flag_code, null, null",
+            "product_matrix": "consent_code, null, match_kind, match_value",
+            "wordings": "consent_code, null, null, null",
+        }[entity]
+        conn.execute(
+            sql.SQL(
+                "insert into catalog_changes select {entity}, " + pick + " from "
+                "(({old} except {new}) union ({new} except {old})) d"
+            ).format(entity=sql.Literal(entity), old=old, new=new),
+            {"batch": batch},
+        )
+    (changes,) = conn.execute("select count(*) from catalog_changes").fetchone()
+    if not changes:
+        return
+    codes = "(select consent_code from catalog_changes where consent_code is not null)"
+    for part in ("int_consent_event__contracts", "int_consent_event__direct"):
+        conn.execute(
+            sql.SQL(
+                "insert into scope_records select distinct source, source_record_id from {} "
+                f"where consent_code in {codes}"
+            ).format(sql.Identifier(base_staging, part))
+        )
+    conn.execute(
+        "insert into scope_records select distinct 'crm', crm_client_id "
+        "from staging.stg_crm__consent_flags where flag_code in "
+        "(select flag_code from catalog_changes where flag_code is not null)"
+    )
+    conn.execute(
+        sql.SQL(
+            "insert into scope_records select distinct 'crm', c.crm_client_id "
+            "from staging.stg_crm__contracts c "
+            "join catalog_changes r on r.entity = 'product_matrix' and ("
+            "(r.match_kind = 'system_code' and c.system_code = r.match_value) or "
+            "(r.match_kind = 'product_type' and c.product_type = r.match_value) or "
+            "(r.match_kind = 'contract_mask' and c.contract_number like r.match_value)) "
+            "where c.crm_client_id is not null"
+        )
+    )

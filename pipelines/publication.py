@@ -77,7 +77,8 @@ comment on table consent.publication is
 alter table consent.publication
     add column if not exists stored_in text,
     add column if not exists derivation text,
-    add column if not exists affected_clients bigint;
+    add column if not exists affected_clients bigint,
+    add column if not exists derivation_reason text;
 comment on column consent.publication.stored_in is
     'The generation whose tables hold this state: the run''s own after a full derivation, the '
     'published one, updated in place, after an incremental one.';
@@ -376,7 +377,8 @@ def publish(
         if in_place:
             ids = _publish_in_place(conn, generation, plan, run_id, as_of)
         else:
-            ids = _publish_whole(conn, generation, run_id, as_of)
+            reason = plan["reason"] if plan is not None else "built without a plan"
+            ids = _publish_whole(conn, generation, run_id, as_of, reason)
     # after an incremental derivation the run's own schemas held only the affected clients'
     # rows, now in the published generation: they go
     retired = retire_generations(conn, keep=None if in_place else generation)
@@ -390,7 +392,7 @@ def publish(
     )
 
 
-def _publish_whole(conn, generation: Generation, run_id, as_of) -> list[int]:
+def _publish_whole(conn, generation: Generation, run_id, as_of, reason: str | None) -> list[int]:
     """A full derivation: the change feed against the published state, then every published
     name repointed to the generation (inside publish()'s transaction)."""
     from assets.access import apply_grants
@@ -410,9 +412,9 @@ def _publish_whole(conn, generation: Generation, run_id, as_of) -> list[int]:
     conn.execute("drop table if exists consent.golden_consent_published")
     conn.execute(
         "insert into consent.publication "
-        "(generation, run_id, as_of, changes, stored_in, derivation) "
-        "values (%s, %s, %s, %s, %s, 'full')",
-        (generation.name, run_id, as_of, len(ids), generation.name),
+        "(generation, run_id, as_of, changes, stored_in, derivation, derivation_reason) "
+        "values (%s, %s, %s, %s, %s, 'full', %s)",
+        (generation.name, run_id, as_of, len(ids), generation.name, reason),
     )
     apply_grants(conn)
     conn.execute(STATUS_FUNCTION_GRANTS)
@@ -457,8 +459,17 @@ IDENTITY_KEYS = {
     "golden_client": ("client_id",),
     "identity_ambiguous_matches": None,
 }
-#: the run's plan and the verdicts it was derived from: what the next run compares with
-PLAN_TABLES = ("derivation_plan", "validation_verdicts")
+#: the run's plan and what it was derived from (validation verdicts, the catalog): what the next
+#: run compares with (pipelines/derivation_scope.py)
+PLAN_TABLES = (
+    "derivation_plan",
+    "validation_verdicts",
+    "int_catalog__consent_types",
+    "int_catalog__crm_flag_map",
+    "int_catalog__product_matrix",
+    "int_catalog__wordings",
+    "int_catalog__wording_periods",
+)
 
 
 def _replace_rows(conn, source: str, target: str, table: str, key: tuple[str, ...] | None) -> None:
@@ -524,9 +535,9 @@ def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -
     (count,) = conn.execute(sql.SQL("select count(*) from {}").format(affected)).fetchone()
     conn.execute(
         "insert into consent.publication "
-        "(generation, run_id, as_of, changes, stored_in, derivation, affected_clients) "
-        "values (%s, %s, %s, %s, %s, 'incremental', %s)",
-        (generation.name, run_id, as_of, len(ids), base.name, count),
+        "(generation, run_id, as_of, changes, stored_in, derivation, affected_clients, "
+        "derivation_reason) values (%s, %s, %s, %s, %s, 'incremental', %s, %s)",
+        (generation.name, run_id, as_of, len(ids), base.name, count, plan["reason"]),
     )
     return ids
 

@@ -418,7 +418,7 @@ def _privileges(conn: psycopg.Connection) -> tuple[set, set]:
 
 @pytest.fixture(scope="module")
 def rebuilt(built):
-    """Two logins granted after the first run; then a second run rebuilds everything."""
+    """Two logins granted after the first run; then `run --rederive` rebuilds everything."""
     logins = {}
     for role in ("consent_analyst", "consent_marketing"):
         login = f"{role.removeprefix('consent_')}_{uuid.uuid4().hex[:8]}"
@@ -427,7 +427,7 @@ def rebuilt(built):
         logins[role] = _as(built["url"], login, created.stdout.strip().splitlines()[-1])
     with psycopg.connect(built["url"]) as owner:
         before = (_published(owner), _privileges(owner))
-    again = _cli("run", env=built["env"])
+    again = _cli("run", "--rederive", env=built["env"])
     assert again.returncode == 0, again.stdout + again.stderr
     with psycopg.connect(built["url"]) as owner:
         after = (_published(owner), _privileges(owner))

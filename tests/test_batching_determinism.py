@@ -4,8 +4,9 @@ Generated feeds (2,000 clients, seed 5: revocations cross possible identity matc
 batches per source. One installation receives them as daily runs do: each run finds the next
 batch of every source (and the catalog in force by then) in its landing zone. Another receives
 everything at once and runs once. Then the daily installation runs `consent-center run
---full-refresh`, which re-derives everything from the loaded batches, identity re-scored from
-scratch.
+--rederive`, which derives every client again over the same identity and must publish exactly
+what the incremental daily runs did, then `consent-center run --full-refresh`, which re-derives
+everything from the loaded batches, identity re-scored from scratch.
 
 The full refresh must publish what the single run did: every published table the same
 multiset of rows (EXCEPT ALL both ways), client ids compared through their records (and a

@@ -98,6 +98,9 @@ def runs(server_url, tmp_path_factory):
                         ("consent", "report_expiring"),
                     ).items()
                 }
+                (seen[f"{name}_derivation"],) = latest_metadata(
+                    root / "home" / "dagster", ("consent", "golden_consent_at_run")
+                ).values()
                 seen[f"{name}_counts"] = conn.execute(
                     "select (select count(*) from staging.stg_helpdesk__tickets), "
                     "(select count(*) from consent.report_expiring)"
@@ -139,6 +142,18 @@ def test_each_model_says_how_many_rows_its_build_wrote_and_old_batches_are_not_s
         "staging/stg_helpdesk__tickets": 0,
         "consent/report_expiring": runs["after_counts"][1],
     }
+
+
+def test_the_second_run_derives_only_the_clients_whose_status_the_clock_moved(runs):
+    """Nothing new arrived between the runs: the second derives the clients with an interval,
+    a grant or the end of a grant between 14:00 and 14:30 (Maria, her call consent ending at
+    14:20), and every materialisation says so."""
+    before, after = runs["before_derivation"], runs["after_derivation"]
+    assert before["derivation"] == "full" and "affected_clients" not in before
+    assert after["derivation"] == "incremental"
+    assert after["affected_clients_by_cause"] == {"clock": after["affected_clients"]}
+    assert after["affected_clients"] == 1  # Maria: Viktor's consents did not move
+    assert runs["after_golden"][0] == "expired"
 
 
 def test_can_contact_without_at_answers_at_consent_now_whatever_the_last_build(runs):
