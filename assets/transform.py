@@ -145,7 +145,9 @@ def _dbt_build(
     """
     consent_center.export_dbt_env()
     as_of = consent_center.as_of()
-    args = ["build"]
+    # unit tests test the models' code, not the day's data: the suite runs them
+    # (tests/test_dbt_unit_tests.py), production runs the data tests only, as dbt advises
+    args = ["build", "--exclude", "resource_type:unit_test"]
     scope: DerivationScope | None = None
     if generation:
         build = Generation.of_run(context.run_id)
