@@ -51,23 +51,9 @@ from benchmarks.common import (
     scratch_database,
     server_version,
 )
+from benchmarks.published_state import differences, snapshot
 
 CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
-#: published tables compared after the full refresh (identity, events, history, golden, reports)
-PUBLISHED = (
-    "client_xref",
-    "golden_client",
-    "identity_ambiguous_matches",
-    "consent_event",
-    "consent_history",
-    "golden_consent_at_run",
-    "report_expiring",
-    "report_conflicts",
-    "report_revocation_deadlines",
-    "report_depersonalisation",
-)
-#: facts of a run, not of the input (when a batch was loaded, an erasure carried out)
-WALL_CLOCK = ("loaded_at", "executed_at", "reapplied_at")
 
 
 def cli_run(env: dict[str, str], *args: str) -> dict:
@@ -276,39 +262,6 @@ def write_daily_batch(conn: psycopg.Connection, landing: Path, share: float, day
         _seal(landing / source / batch)
     conn.execute("drop table daily_sample")
     return {"rows": written, "sample_clients": sample, "letters": [r[0] for r in letters]}
-
-
-def snapshot(conn: psycopg.Connection, schema: str) -> dict[str, int]:
-    """Copies of the published tables (wall-clock columns left out), and their row counts."""
-    conn.execute(f"drop schema if exists {schema} cascade")
-    conn.execute(f"create schema {schema}")
-    counts = {}
-    for table in PUBLISHED:
-        columns = [
-            name
-            for (name,) in conn.execute(
-                "select attname from pg_attribute where attrelid = %s::regclass and attnum > 0 "
-                "and not attisdropped order by attnum",
-                (f"consent.{table}",),
-            )
-            if name not in WALL_CLOCK
-        ]
-        conn.execute(
-            f"create table {schema}.{table} as select {', '.join(columns)} from consent.{table}"
-        )
-        (counts[table],) = conn.execute(f"select count(*) from {schema}.{table}").fetchone()
-    return counts
-
-
-def differences(conn: psycopg.Connection, one: str, other: str) -> dict[str, list[int]]:
-    found = {}
-    for table in PUBLISHED:
-        a = f"select * from {one}.{table} except all select * from {other}.{table}"
-        b = f"select * from {other}.{table} except all select * from {one}.{table}"
-        counts = [conn.execute(f"select count(*) from ({q}) d").fetchone()[0] for q in (a, b)]
-        if any(counts):
-            found[table] = counts
-    return found
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
+from benchmarks.published_state import PUBLISHED, differences, snapshot
 from pipelines.answers import can_contact
 from tests.cli_runs import cli_env, copy_examples, run_cli
 from tests.conftest import EXAMPLES, STORY_CLOCK, fresh_database
@@ -95,46 +96,6 @@ def _marketing(conn: psycopg.Connection) -> int:
 
 
 #: what the runs publish, compared between the daily run and the rederive
-PUBLISHED = (
-    "client_xref",
-    "golden_client",
-    "identity_ambiguous_matches",
-    "consent_event",
-    "consent_history",
-    "golden_consent_at_run",
-    "golden_consent",
-    "report_expiring",
-    "report_conflicts",
-    "report_revocation_deadlines",
-    "report_depersonalisation",
-)
-
-
-def _snapshot(conn: psycopg.Connection, schema: str) -> dict[str, int]:
-    """Copies of the published tables in `schema`; their row counts."""
-    conn.execute(f"create schema {schema}")
-    counts = {}
-    for table in PUBLISHED:
-        conn.execute(f"create table {schema}.{table} as select * from consent.{table}")
-        counts[table] = conn.execute(f"select count(*) from {schema}.{table}").fetchone()[0]
-    return counts
-
-
-def _differences(conn: psycopg.Connection, one: str, other: str) -> dict[str, tuple[int, int]]:
-    """Per table that differs: rows only in `one`, rows only in `other` (EXCEPT ALL)."""
-    found = {}
-    for table in PUBLISHED:
-        a, b = (f"{x}.{table}" for x in (one, other))
-        counts = tuple(
-            conn.execute(f"select count(*) from (select * from {x} except all select * from {y})"
-                         " d").fetchone()[0]
-            for x, y in ((a, b), (b, a))
-        )  # fmt: skip
-        if any(counts):
-            found[table] = counts
-    return found
-
-
 @pytest.fixture(scope="module")
 def through_a_run(server_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("consistent")
@@ -163,7 +124,7 @@ def through_a_run(server_url, tmp_path_factory):
         started = datetime.now().astimezone()
         daily = run_cli(env)  # the letter's run, read throughout
         with psycopg.connect(url, autocommit=True) as conn:
-            daily_counts = _snapshot(conn, "after_daily")
+            daily_counts = snapshot(conn, "after_daily")
         rederive = run_cli(env, "run", "--rederive")  # every client again, read throughout
         seconds = (datetime.now().astimezone() - started).total_seconds()
         time.sleep(1)
@@ -172,8 +133,8 @@ def through_a_run(server_url, tmp_path_factory):
         for reader in readers.values():
             reader.join(timeout=60)
         with psycopg.connect(url, autocommit=True) as conn:
-            _snapshot(conn, "after_rederive")
-            differences = _differences(conn, "after_daily", "after_rederive")
+            snapshot(conn, "after_rederive")
+            differing = differences(conn, "after_daily", "after_rederive")
             publications = conn.execute(
                 "select derivation, affected_clients, stored_in = generation "
                 "from consent.publication order by published_at"
@@ -185,7 +146,7 @@ def through_a_run(server_url, tmp_path_factory):
             "publications": publications,
             "clients": clients,
             "daily_counts": daily_counts,
-            "differences": differences,
+            "differences": differing,
             "outputs": (daily.stdout, rederive.stdout),
         }
 

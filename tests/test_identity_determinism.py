@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from benchmarks.published_state import except_all, snapshot
 from sources.generator import GeneratorConfig, generate
 from tests.cli_runs import cli_env, run_cli, start_run_in_own_group
 from tests.conftest import fresh_database
@@ -43,25 +44,6 @@ TABLES = (
 POSSIBLE_MATCH = "doubt_reason like '%possible_match_revocation_honoured%'"
 
 
-def snapshot(conn: psycopg.Connection, name: str) -> dict[str, int]:
-    conn.execute(f"drop schema if exists {name} cascade")
-    conn.execute(f"create schema {name}")
-    counts = {}
-    for table in TABLES:
-        conn.execute(f"create table {name}.{table} as select * from consent.{table}")
-        counts[table] = conn.execute(f"select count(*) from {name}.{table}").fetchone()[0]
-    return counts
-
-
-def except_all(conn: psycopg.Connection, a: str, b: str, table: str) -> tuple[int, int]:
-    one = f"select * from {a}.{table} except all select * from {b}.{table}"
-    other = f"select * from {b}.{table} except all select * from {a}.{table}"
-    return (
-        conn.execute(f"select count(*) from ({one}) d").fetchone()[0],
-        conn.execute(f"select count(*) from ({other}) d").fetchone()[0],
-    )
-
-
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("determinism")
@@ -76,13 +58,13 @@ def two_runs(server_url, landing, tmp_path_factory):
         env = cli_env(home, landing, url)
         run_cli(env)
         with psycopg.connect(url, autocommit=True) as conn:
-            first = snapshot(conn, "first_run")
+            first = snapshot(conn, "first_run", TABLES)
             honoured = conn.execute(
                 f"select count(*) from first_run.consent_event where {POSSIBLE_MATCH}"
             ).fetchone()[0]
         run_cli(env)
         with psycopg.connect(url, autocommit=True) as conn:
-            second = snapshot(conn, "second_run")
+            second = snapshot(conn, "second_run", TABLES)
             yield {
                 "conn": conn,
                 "url": url,
