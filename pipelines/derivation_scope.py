@@ -40,8 +40,27 @@ from sources.schema import relation_exists
 
 #: above this share of all clients, one full derivation is cheaper than a filtered one ...
 FULL_DERIVATION_SHARE = 0.3
+FULL_DERIVATION_SHARE_ENV = "CONSENT_FULL_DERIVATION_SHARE"
 #: ... unless so few clients are affected that either way costs nothing worth weighing
 FULL_DERIVATION_MIN_CLIENTS = 1000
+
+
+def full_derivation_share() -> float:
+    """CONSENT_FULL_DERIVATION_SHARE, else 0.3: the share of all clients above which a run
+    derives every client at once (1 or more: never for the share alone). Either way derives
+    the same state; only the cost differs, and where it turns depends on the machine."""
+    text = os.environ.get(FULL_DERIVATION_SHARE_ENV, "").strip()
+    if not text:
+        return FULL_DERIVATION_SHARE
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < float("inf"):
+        raise ValueError(f"{FULL_DERIVATION_SHARE_ENV} must be a number from 0 up, not {text!r}")
+    return share
+
+
 #: staged table -> (source, the column that is the source's source_record_id in client_xref)
 RECORD_KEYS = {
     "stg_crm__clients": ("crm", "crm_client_id"),
@@ -338,7 +357,7 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
         sql.SQL("select count(*) from {}").format(sql.Identifier(identity_schema, "golden_client"))
     ).fetchone()
     based_on = base_consent.split("__", 1)[1]
-    if affected > max(FULL_DERIVATION_SHARE * everyone, FULL_DERIVATION_MIN_CLIENTS):
+    if affected > max(full_derivation_share() * everyone, FULL_DERIVATION_MIN_CLIENTS):
         conn.execute(sql.SQL("truncate {clients}").format(**context))
         return DerivationScope(
             False, f"{affected} of {everyone} clients affected: one full derivation is cheaper"
