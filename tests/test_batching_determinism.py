@@ -175,8 +175,8 @@ def test_deriving_every_client_again_publishes_what_the_daily_runs_did(daily):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the generated feeds hold events of records without a client (rejected identity "
-    "input), and pipelines/derivation_scope.py then derives every client",
+    reason="after the first batch the published events hold records of no client (their "
+    "record not yet resolved), and pipelines/derivation_scope.py then derives every client",
 )
 def test_the_daily_runs_after_the_first_derive_incrementally(daily):
     derivations = [derivation for derivation, _ in daily["derivations"]]
