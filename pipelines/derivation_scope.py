@@ -394,15 +394,17 @@ def _insert_clients(conn, context, cause: str, records: str) -> None:
         )
 
 
-#: catalog table -> the columns that say what it holds (not where or when it was read)
+#: catalog table -> (the columns that say what it holds, not where or when it was read; what a
+#: changed row reaches: consent_code, flag_code, match_kind, match_value)
 CATALOG_COLUMNS = {
-    "consent_types": ("consent_code", "purpose", "channel", "partner_code", "term_months",
-                      "description"),
-    "crm_flag_map": ("flag_code", "consent_code"),
-    "product_matrix": ("rule_id", "match_kind", "match_value", "consent_code", "wording_version",
-                       "term_months", "effective_from", "effective_to"),
-    "wordings": ("consent_code", "wording_version", "effective_from", "effective_to",
-                 "wording_text", "text_sha256"),
+    "consent_types": (("consent_code", "purpose", "channel", "partner_code", "term_months",
+                       "description"), "consent_code, null, null, null"),
+    "crm_flag_map": (("flag_code", "consent_code"), "consent_code, flag_code, null, null"),
+    "product_matrix": (("rule_id", "match_kind", "match_value", "consent_code",
+                        "wording_version", "term_months", "effective_from", "effective_to"),
+                       "consent_code, null, match_kind, match_value"),
+    "wordings": (("consent_code", "wording_version", "effective_from", "effective_to",
+                  "wording_text", "text_sha256"), "consent_code, null, null, null"),
 }  # fmt: skip
 #: the dbt macro current_catalog_batch_id: the catalog batch this run's models will read
 CURRENT_CATALOG_BATCH = (
@@ -430,7 +432,7 @@ def _catalog_records(conn: psycopg.Connection, base_staging: str) -> None:
         "(entity text, consent_code text, flag_code text, match_kind text, match_value text)"
     )
     conn.execute("truncate catalog_changes")
-    for entity, columns in CATALOG_COLUMNS.items():
+    for entity, (columns, pick) in CATALOG_COLUMNS.items():
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
         old = sql.SQL("select {} from {}").format(
             cols, sql.Identifier(base_staging, f"int_catalog__{entity}")
@@ -438,12 +440,6 @@ def _catalog_records(conn: psycopg.Connection, base_staging: str) -> None:
         new = sql.SQL("select {} from staging.{} where batch_id = %(batch)s").format(
             cols, sql.Identifier(f"stg_catalog__{entity}")
         )
-        pick = {
-            "consent_types": "consent_code, null, null, null",
-            "crm_flag_map": "consent_code, flag_code, null, null",
-            "product_matrix": "consent_code, null, match_kind, match_value",
-            "wordings": "consent_code, null, null, null",
-        }[entity]
         conn.execute(
             sql.SQL(
                 "insert into catalog_changes select {entity}, " + pick + " from "
