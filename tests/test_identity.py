@@ -11,8 +11,21 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from assets.identity import DEFAULT_MODEL_PATH, golden_fields, pairwise_scores, resolve
-from assets.identity.features import INPUT_COLUMNS, contact_links, parse_fio, prepare, skeleton
+from assets.identity import (
+    DEFAULT_MODEL_PATH,
+    DEFAULT_THRESHOLDS,
+    golden_fields,
+    pairwise_scores,
+    resolve,
+)
+from assets.identity.features import (
+    INPUT_COLUMNS,
+    contact_links,
+    contact_possible_matches,
+    parse_fio,
+    prepare,
+    skeleton,
+)
 
 COLUMNS = INPUT_COLUMNS
 
@@ -244,7 +257,7 @@ def test_client_ids_are_the_same_across_two_runs(first_run):
     again = resolve(records.sample(frac=1.0, random_state=3), DEFAULT_MODEL_PATH)
     pd.testing.assert_frame_equal(res.xref, again.xref)
     # and with the previous xref given, in a full re-clustering run
-    full = resolve(records, DEFAULT_MODEL_PATH, existing=res.xref, incremental=False)
+    full = resolve(records, DEFAULT_MODEL_PATH, existing=res.xref)
     pd.testing.assert_frame_equal(res.xref[["client_id"]], full.xref[["client_id"]])
 
 
@@ -273,7 +286,7 @@ def test_unrelated_record_keeps_ids_and_new_record_joins_existing_client(first_r
         ]
     )
     records2 = pd.concat([records, more], ignore_index=True)
-    res2 = resolve(records2, DEFAULT_MODEL_PATH, existing=res.xref)
+    res2 = resolve(records2, DEFAULT_MODEL_PATH, existing=res.xref, scores=res.scores)
     assert res2.stats["scored_records"] == 2  # incremental: only the new records are scored
     old = res.xref.merge(res2.xref, on=["source", "source_record_id"], suffixes=("", "_2"))
     assert (old["client_id"] == old["client_id_2"]).all()
@@ -287,7 +300,7 @@ def test_changed_record_is_rematched(first_run):
     i = changed.index[changed["source_record_id"] == "ACC-900"][0]
     changed.loc[i, "phone_e164"] = "+79010000001"
     changed.loc[i, "birth_date"] = date(1970, 1, 15)
-    res2 = resolve(changed, DEFAULT_MODEL_PATH, existing=res.xref)
+    res2 = resolve(changed, DEFAULT_MODEL_PATH, existing=res.xref, scores=res.scores)
     assert res2.stats["scored_records"] == 1
     assert client_of(res2.xref, "web", "ACC-900") == client_of(res.xref, "crm", "K-100")
 
@@ -388,14 +401,18 @@ def test_a_typo_in_the_surname_under_a_shared_phone_is_a_possible_match_never_ke
         & (res.ambiguous["source_record_id_r"] == "ACC-7")
     ]
     assert row["same_client"].tolist() == [False]
-    assert row["match_probability"].tolist() == [0.5]
+    assert DEFAULT_THRESHOLDS[0] <= row["match_probability"].iloc[0] < DEFAULT_THRESHOLDS[1]
+    # the contact rule finds the pair by itself, whatever the model scores it: below the band
+    # it would be raised to the band's floor
+    possible = contact_possible_matches(prepare(frame(people)))
+    assert ("crm|K-7", "web|ACC-7") in set(
+        zip(possible["unique_id_l"], possible["unique_id_r"], strict=True)
+    )
     # the other birth date and the other middle name contradict: not raised by the rule
     assert "crm|K-7 ~ crm|K-8" not in pairs
     assert "web|ACC-7 ~ web|ACC-8" not in pairs
     # an incremental run with nothing new keeps the pair, and a full run gives the same table
-    again = resolve(
-        frame(people), DEFAULT_MODEL_PATH, existing=res.xref, previous_pairs=res.ambiguous
-    )
+    again = resolve(frame(people), DEFAULT_MODEL_PATH, existing=res.xref, scores=res.scores)
     assert set(_pair_keys(again.ambiguous)) == pairs
 
 
@@ -466,18 +483,12 @@ def test_a_run_with_nothing_new_keeps_every_ambiguous_pair(first_run):
     records, _ = first_run
     full = resolve(records, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
     assert len(full.ambiguous) > 0
-    # the cause of the loss: an incremental run scores nothing when nothing is new
-    lost = resolve(records, DEFAULT_MODEL_PATH, existing=full.xref, thresholds=WIDE_BAND)
-    assert lost.stats["scored_records"] == 0 and lost.ambiguous.empty
     again = resolve(
-        records,
-        DEFAULT_MODEL_PATH,
-        existing=full.xref,
-        thresholds=WIDE_BAND,
-        previous_pairs=full.ambiguous,
+        records, DEFAULT_MODEL_PATH, existing=full.xref, thresholds=WIDE_BAND, scores=full.scores
     )
-    assert again.stats["scored_records"] == 0
-    assert again.stats["ambiguous_pairs_kept"] == len(full.ambiguous)
+    # nothing new: nothing scored, every pair taken from the saved scores
+    assert again.stats["scored_records"] == 0 and again.stats["scored_pairs"] == 0
+    assert again.stats["pairs_kept"] == len(full.scores.pairs) > 0
     pd.testing.assert_frame_equal(again.ambiguous, full.ambiguous)
     pd.testing.assert_frame_equal(again.xref, full.xref)
 
@@ -500,34 +511,29 @@ def test_a_changed_record_has_its_pairs_scored_again_and_the_others_are_kept(fir
     changed.loc[i, "phone_e164"] = "+79010000001"
     changed.loc[i, "birth_date"] = date(1970, 1, 15)
     inc = resolve(
-        changed,
-        DEFAULT_MODEL_PATH,
-        existing=full.xref,
-        thresholds=WIDE_BAND,
-        previous_pairs=full.ambiguous,
+        changed, DEFAULT_MODEL_PATH, existing=full.xref, thresholds=WIDE_BAND, scores=full.scores
     )
     rescored = resolve(changed, DEFAULT_MODEL_PATH, thresholds=WIDE_BAND)
     assert inc.stats["scored_records"] == 1
 
-    def touches(a: pd.DataFrame) -> pd.Series:
-        return (a["source_record_id_l"] == "ACC-900") | (a["source_record_id_r"] == "ACC-900")
+    def touches(pairs: pd.DataFrame) -> pd.Series:
+        return (pairs["unique_id_l"] == "web|ACC-900") | (pairs["unique_id_r"] == "web|ACC-900")
 
     # pairs of the changed record: exactly those a full run over the new data scores
-    mine = inc.ambiguous[touches(inc.ambiguous)].reset_index(drop=True)
-    expected = rescored.ambiguous[touches(rescored.ambiguous)].reset_index(drop=True)
+    mine = inc.scores.pairs[touches(inc.scores.pairs)].reset_index(drop=True)
+    expected = rescored.scores.pairs[touches(rescored.scores.pairs)].reset_index(drop=True)
     assert len(expected) > 0
-    pd.testing.assert_series_equal(_pair_keys(mine), _pair_keys(expected))
-    assert mine["match_probability"].to_numpy() == pytest.approx(
-        expected["match_probability"].to_numpy()
-    )
+    pd.testing.assert_frame_equal(mine, expected)
     # pairs of unchanged records: the ones scored before, probability included
-    others = inc.ambiguous[~touches(inc.ambiguous)].reset_index(drop=True)
-    before = full.ambiguous[~touches(full.ambiguous)].reset_index(drop=True)
+    others = inc.scores.pairs[~touches(inc.scores.pairs)].reset_index(drop=True)
+    before = full.scores.pairs[~touches(full.scores.pairs)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, before)
+    assert inc.stats["pairs_kept"] == len(before)
+    # and the whole result is what one run over the changed records gives
+    pd.testing.assert_frame_equal(inc.ambiguous, rescored.ambiguous)
     pd.testing.assert_frame_equal(
-        others.drop(columns=["client_id_l", "client_id_r", "same_client"]),
-        before.drop(columns=["client_id_l", "client_id_r", "same_client"]),
+        inc.xref.drop(columns=["client_id"]), rescored.xref.drop(columns=["client_id"])
     )
-    assert inc.stats["ambiguous_pairs_kept"] == len(before)
 
 
 def test_a_depersonalised_records_pairs_are_kept_as_scored_with_todays_clients():

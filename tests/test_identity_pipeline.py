@@ -125,7 +125,13 @@ def test_a_second_run_keeps_the_client_ids(first_run, resource, staged_url):
         after = _xref(conn)
     assert after == before
     assert result["kept_ids"] == len(before)
-    assert result["stats"]["scored_records"] == 0  # nothing changed: nothing re-scored
+    # nothing changed since this run: the next one scores nothing and keeps every pair
+    again = run_identity_resolution(resource, charts=False)
+    assert again["stats"]["scored_records"] == 0 and again["stats"]["scored_pairs"] == 0
+    assert (
+        again["stats"]["pairs_kept"]
+        == result["stats"]["pairs_kept"] + result["stats"]["scored_pairs"]
+    )
 
 
 def test_golden_clients_carry_the_best_known_fields(first_run, staged_url):
@@ -272,11 +278,16 @@ def test_the_prior_is_rescaled_to_the_data_size():
     model, meta = load_model_and_meta(DEFAULT_MODEL_PATH)
     assert meta["trained_records"] > 0
     prior = model["probability_two_random_records_match"]
-    assert scale_prior(dict(model), meta["trained_records"], 10) == 1.0  # never raised
+    assert scale_prior(dict(model), meta["trained_records"], 10) == (1.0, 0)  # never raised
     scaled = dict(model)
-    factor = scale_prior(scaled, meta["trained_records"], meta["trained_records"] * 10)
-    assert factor == pytest.approx(0.1)
-    assert scaled["probability_two_random_records_match"] == pytest.approx(prior / 10)
+    factor, bucket = scale_prior(scaled, meta["trained_records"], meta["trained_records"] * 10)
+    # scaled to the power of two at or above the size, so that it moves only at a doubling
+    assert bucket == 1 << (meta["trained_records"] * 10 - 1).bit_length()
+    assert bucket // 2 < meta["trained_records"] * 10 <= bucket
+    assert factor == pytest.approx(meta["trained_records"] / bucket)
+    assert scaled["probability_two_random_records_match"] == pytest.approx(prior * factor)
+    same = scale_prior(dict(model), meta["trained_records"], bucket // 2 + 1)
+    assert same == (factor, bucket)
 
 
 def test_dagster_materialises_the_identity_tables_and_checks_accuracy(staged_url, tmp_path):

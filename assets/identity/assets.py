@@ -2,9 +2,10 @@
 
 * `identity_resolution` (multi-asset, group `identity`): consent.client_xref,
   consent.golden_client and consent.identity_ambiguous_matches, from the staging person
-  models; incremental against the previous xref (client ids stay stable) and the previous
-  ambiguous pairs (those between unchanged records are kept, not lost); a full refresh scores
-  every record again. Part of `transform` and `full_refresh`.
+  models. A run scores only the pairs of records that are new or changed and takes every
+  other pair's score from the saved ones (identity.pair_scores, resolve.PairScores); the
+  clusters are recomputed over all of them, client ids kept from the previous xref. A full
+  refresh scores every pair again. Part of `transform` and `full_refresh`.
   Its charts (match weights, m/u parameters) hold no personal data; splink's comparison
   viewer and cluster studio do (names, passports, phones), so no run writes them: the DPO
   command `consent-center identity-report` does (assets/identity/review.py), 0600.
@@ -44,7 +45,14 @@ from . import io as identity_io
 from .charts import DASHBOARD_FILES, write_charts
 from .evaluation import pairwise_scores
 from .features import record_key
-from .resolve import DEFAULT_THRESHOLDS, Resolution, ambiguous_pairs, pair_edges, resolve
+from .resolve import (
+    DEFAULT_THRESHOLDS,
+    PairScores,
+    Resolution,
+    ambiguous_pairs,
+    pair_edges,
+    resolve,
+)
 from .survivorship import golden_fields
 from .training import DEFAULT_MODEL_PATH, load_model, make_linker, train
 
@@ -54,12 +62,6 @@ GOLDEN_KEY = AssetKey(["consent", "golden_client"])
 AMBIGUOUS_KEY = AssetKey(["consent", "identity_ambiguous_matches"])
 MODEL_KEY = AssetKey(["identity", "person_model"])
 STAGING_DEPS = [AssetKey(["staging", model]) for model in identity_io.STAGING_MODELS]
-
-#: version of the published identity state: an incremental run trusts the previous tables only
-#: when the last run wrote this version (2: ambiguous pairs between unchanged records are kept;
-#: a state written before lost them on every run with nothing new, so it is scored again once)
-IDENTITY_STATE_VERSION = 2
-
 
 #: identity_accuracy passes at or above these (issue 4 target: precision 0.995)
 MIN_PRECISION = 0.995
@@ -173,11 +175,13 @@ def run_identity_resolution(
     generation (pipelines/publication.py) in a pipeline run, published with everything derived
     from it.
 
-    incremental=False re-scores every record (after a retrain); ids stay stable either way.
-    Incremental or not, the published state is the same function of the staged records: an
-    incremental run keeps the previous pairs it does not score again (resolve's
-    previous_pairs), so a run with nothing new, or a resumed run after a kill, publishes the
-    tables the previous complete run published.
+    incremental=False scores every pair again (a full refresh); otherwise the saved pair
+    scores (identity.pair_scores) spare the pairs of records unchanged since they were scored.
+    Either way the published state is the same function of the staged records and the model:
+    a pair's score depends on its two records and the model alone, and the clusters are
+    recomputed over every pair on every run. The saved scores are written in the transaction
+    that writes the run's identity tables; they describe record versions, not a run, so a
+    killed run leaves them valid.
     """
     settings = consent_center.settings()
     model_path = active_model_path(settings)
@@ -187,6 +191,7 @@ def run_identity_resolution(
         existing = identity_io.read_xref(conn)
         pinned = identity_io.read_pinned(conn)
         previous_pairs = identity_io.read_ambiguous(conn)
+        saved = identity_io.read_scores(conn) if incremental else None
         read_s = time.perf_counter() - started
         if records.empty:
             empty = pd.DataFrame()
@@ -199,13 +204,13 @@ def run_identity_resolution(
                 model_path,
                 existing=previous if len(previous) else None,
                 thresholds=DEFAULT_THRESHOLDS,
-                incremental=incremental,
-                previous_pairs=previous_pairs,
+                scores=saved,
             )
             if len(matched)
             else Resolution(  # every record is depersonalised: nothing to match
                 xref=pd.DataFrame(columns=identity_io.XREF_COLUMNS),
                 ambiguous=pd.DataFrame(columns=identity_io.AMBIGUOUS_COLUMNS),
+                scores=PairScores.empty(),
             )
         )
         xref = pd.concat([res.xref, kept], ignore_index=True) if len(kept) else res.xref
@@ -221,7 +226,9 @@ def run_identity_resolution(
             )
         golden = golden_fields(records, xref)  # a pinned client's golden row: its pseudonym
         t = time.perf_counter()
-        counts = identity_io.write_results(conn, xref, golden, ambiguous, schema=schema)
+        counts = identity_io.write_results(
+            conn, xref, golden, ambiguous, schema=schema, scores=res.scores
+        )
         write_s = time.perf_counter() - t
     written: list[Path] = []
     if charts:
@@ -233,7 +240,7 @@ def run_identity_resolution(
         "charts": [str(p) for p in written],
         "model_path": str(model_path),
         "model_sha256": model_fingerprint(model_path),
-        "incremental": incremental,
+        "incremental": bool(res.stats.get("incremental", False)),
         "pinned_records": len(kept),
         "pinned_pairs_kept": len(carried),
         "kept_ids": int(
@@ -248,18 +255,8 @@ def run_identity_resolution(
 
 
 class IdentityRunConfig(Config):
-    """How a run resolves identity: incremental (score the pairs that touch new or changed
-    records, keep the rest), or, for a full refresh (the full_refresh job), every record.
-
-    Known limit (tests/test_batching_determinism.py, an expected failure): a pair's
-    probability depends on the data it was scored in (the prior is scaled to the data's size,
-    term frequencies move as data grows) and clusters kept from earlier runs never split, so
-    daily runs can reach other clients than one run over the same batches, or a full refresh.
-    Scoring everything on every run removes that, but then an erasure (a record's names gone)
-    moves every probability through the term frequencies, and a run with nothing new after an
-    erasure changes the published identity (the slow crash and 100k tests). Both hold only once
-    a pair's score depends on the pair alone.
-    """
+    """How a run resolves identity: score the pairs of new or changed records and take the
+    others' saved scores, or, for a full refresh (the full_refresh job), score every pair."""
 
     full_refresh: bool = False
 
@@ -297,23 +294,9 @@ def identity_resolution(
     config: IdentityRunConfig,
     consent_center: ConsentCenterResource,
 ):
-    # a model other than the last run's (retrained) re-scores everything, not only new records
-    model_sha = model_fingerprint(active_model_path(consent_center.settings()))
-    last = context.instance.get_latest_materialization_event(XREF_KEY)
-    last_sha = None
-    if last is not None and last.asset_materialization is not None:
-        entry = last.asset_materialization.metadata.get("model_sha256")
-        last_sha = entry.value if entry is not None else None
-    last_version = None
-    if last is not None and last.asset_materialization is not None:
-        entry = last.asset_materialization.metadata.get("identity_state_version")
-        last_version = entry.value if entry is not None else None
-    # no previous run: incremental (there is nothing to keep); a full refresh, a previous run
-    # of another model, or one that wrote an older state (ambiguous pairs lost), re-scores
-    # everything
-    incremental = not config.full_refresh and (
-        last is None or (last_sha == model_sha and last_version == IDENTITY_STATE_VERSION)
-    )
+    # a saved score holds only under the model, prior bucket and threshold it was computed
+    # with (resolve.calibration_of): another model (retrained) re-scores every pair by itself
+    incremental = not config.full_refresh
     generation = Generation.of_run(context.run_id)
     with consent_center.connect(autocommit=True) as conn:
         prepare_generation(conn, generation)
@@ -338,10 +321,10 @@ def identity_resolution(
             "previous_records": result.get("previous_records", 0),
             "prior_factor": float(stats.get("prior_factor", 1.0)),
             "model": result.get("model_path", ""),
-            "model_sha256": result.get("model_sha256", model_sha),
-            "incremental": incremental,
-            "identity_state_version": IDENTITY_STATE_VERSION,
-            "ambiguous_pairs_kept": int(stats.get("ambiguous_pairs_kept", 0)),
+            "model_sha256": result.get("model_sha256", ""),
+            "incremental": result["incremental"],
+            "scored_pairs": int(stats.get("scored_pairs", 0)),
+            "pairs_kept": int(stats.get("pairs_kept", 0)),
             "timings_s": MetadataValue.json({k: round(v, 3) for k, v in timings.items()}),
             "charts": MetadataValue.json(result["charts"]),
         },

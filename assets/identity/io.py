@@ -6,7 +6,11 @@ person per account, CRM contract numbers aggregated with array_agg, a helpdesk l
 contract as its list), streamed with `COPY (query) TO STDOUT` into pyarrow.
 
 Out: consent.client_xref, consent.golden_client and consent.identity_ambiguous_matches are
-replaced in ONE transaction (truncate + COPY), so a crash leaves the previous state.
+replaced in ONE transaction (truncate + COPY), so a crash leaves the previous state. The saved
+pair scores (resolve.PairScores: identity.scored_records, identity.pair_scores,
+identity.score_calibration) are replaced in the same transaction. They are internal to
+identity resolution: record keys and probabilities only, in a schema no reader role is
+granted.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from assets.identity.features import INPUT_COLUMNS
-from assets.identity.resolve import AMBIGUOUS_COLUMNS, XREF_COLUMNS
+from assets.identity.resolve import AMBIGUOUS_COLUMNS, XREF_COLUMNS, PairScores
 from sources.schema import create_identity_tables, ensure_schema
 
 #: separator of contract numbers inside one CSV field (never in a contract number)
@@ -255,6 +259,58 @@ def _typed(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     return out
 
 
+SCORES_DDL = """
+create schema if not exists identity;
+revoke all on schema identity from public;
+create table if not exists identity.score_calibration (calibration text not null);
+create table if not exists identity.scored_records (
+    unique_id   text primary key,
+    record_hash text not null
+);
+create table if not exists identity.pair_scores (
+    unique_id_l       text not null,
+    unique_id_r       text not null,
+    match_probability double precision not null,
+    primary key (unique_id_l, unique_id_r)
+);
+"""
+
+
+def read_scores(conn: psycopg.Connection) -> PairScores | None:
+    """The saved pair scores, or None when there are none (a first run, or a full refresh
+    cleared them)."""
+    conn.execute(SCORES_DDL)
+    row = conn.execute("select calibration from identity.score_calibration").fetchone()
+    if row is None:
+        return None
+    records = _read_csv(
+        _copy_out(conn, "select unique_id, record_hash from identity.scored_records"),
+        ["unique_id", "record_hash"],
+        {},
+    ).to_pandas()
+    pairs = _read_csv(
+        _copy_out(
+            conn,
+            "select unique_id_l, unique_id_r, match_probability from identity.pair_scores",
+        ),
+        ["unique_id_l", "unique_id_r", "match_probability"],
+        {"match_probability": pa.float64()},
+    ).to_pandas()
+    return PairScores(row[0], records, pairs)
+
+
+def _write_scores(conn: psycopg.Connection, scores: PairScores) -> None:
+    conn.execute(SCORES_DDL)
+    conn.execute(
+        "truncate identity.score_calibration, identity.scored_records, identity.pair_scores"
+    )
+    conn.execute("insert into identity.score_calibration values (%s)", (scores.calibration,))
+    if len(scores.records):
+        _copy_in(conn, "identity.scored_records", scores.records.astype("string"))
+    if len(scores.pairs):
+        _copy_in(conn, "identity.pair_scores", _typed(scores.pairs, scores.pairs.columns))
+
+
 # `consent` or a generation's schema (pipelines/publication.py): written into SQL as it is
 SCHEMA_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -265,6 +321,7 @@ def write_results(
     golden: pd.DataFrame,
     ambiguous: pd.DataFrame,
     schema: str = "consent",
+    scores: PairScores | None = None,
 ) -> dict[str, int]:
     """Replace the three identity tables of `schema` in one transaction (truncate + COPY).
 
@@ -286,6 +343,8 @@ def write_results(
         for table, df in frames.items():
             if len(df):
                 _copy_in(conn, table, df)
+        if scores is not None:
+            _write_scores(conn, scores)
     return {
         name: len(df)
         for name, df in zip(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from . import clusters, features, predict
+from . import clusters, features, predict, term_frequencies
 from .training import DEFAULT_MODEL_PATH, load_model_and_meta, scale_prior
 
 #: (lower, upper): pairs >= upper merge; lower <= p < upper go to review as ambiguous_identity
@@ -31,6 +32,7 @@ AMBIGUOUS_COLUMNS = [
 class Resolution:
     xref: pd.DataFrame  # source, source_record_id, client_id, match_probability, record_hash
     ambiguous: pd.DataFrame  # AMBIGUOUS_COLUMNS: pairs between the thresholds, for review
+    scores: PairScores  # every pair at or above the lower threshold, for the next run
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)  # counts, and prior_factor
     linker: object | None = None  # splink Linker, for write_charts
@@ -102,35 +104,82 @@ def ambiguous_pairs(band: pd.DataFrame, client_of: pd.Series) -> pd.DataFrame:
     return ambiguous.reindex(columns=AMBIGUOUS_COLUMNS).reset_index(drop=True)
 
 
+@dataclass
+class PairScores:
+    """Every pair scored at or above the lower threshold, for the record versions it covers.
+
+    A pair's probability depends on the two records and the model alone (term frequencies and
+    the prior come from the model, term_frequencies.py and training.scale_prior), so a score,
+    once computed, holds for as long as neither record changes and the calibration (model,
+    prior bucket, lower threshold) stays. `records` lists the record versions (unique_id,
+    record_hash) whose pairs with every other listed version are in `pairs`: a run scores
+    only the records not listed (new or changed), against each other and against the listed
+    ones, and takes every other pair from here. That is how an incremental run publishes what
+    one run over all records does, whatever the batching.
+    """
+
+    calibration: str
+    records: pd.DataFrame  # unique_id, record_hash
+    pairs: pd.DataFrame  # unique_id_l < unique_id_r, match_probability
+
+    @classmethod
+    def empty(cls, calibration: str = "") -> PairScores:
+        return cls(
+            calibration,
+            pd.DataFrame(columns=["unique_id", "record_hash"]),
+            pd.DataFrame(columns=predict.EDGE_COLUMNS),
+        )
+
+
+def canonical_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """Each pair once, its smaller record key on the left, its best probability."""
+    if edges.empty:
+        return pd.DataFrame(columns=predict.EDGE_COLUMNS)
+    left = edges["unique_id_l"].astype(str)
+    right = edges["unique_id_r"].astype(str)
+    swap = (left > right).to_numpy()
+    out = pd.DataFrame(
+        {
+            "unique_id_l": left.where(~swap, right).to_numpy(),
+            "unique_id_r": right.where(~swap, left).to_numpy(),
+            "match_probability": edges["match_probability"].astype(float).to_numpy(),
+        }
+    )
+    return (
+        out.sort_values(["unique_id_l", "unique_id_r", "match_probability"], kind="stable")
+        .drop_duplicates(["unique_id_l", "unique_id_r"], keep="last")
+        .reset_index(drop=True)
+    )
+
+
+def calibration_of(model_path: Path | str, prior_bucket: int, lower: float) -> str:
+    """What a saved pair score was computed under: the model file, the prior's size bucket
+    and the lowest probability kept."""
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+    return f"model={digest};prior_bucket={prior_bucket};lower={lower!r}"
+
+
 def resolve(
     records: pd.DataFrame,
     model_path: Path | str = DEFAULT_MODEL_PATH,
     existing: pd.DataFrame | None = None,
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
     *,
-    incremental: bool = True,
+    scores: PairScores | None = None,
     threads: int = 2,
     keep_linker: bool = False,
-    previous_pairs: pd.DataFrame | None = None,
 ) -> Resolution:
     """Resolve person records (input contract, see package docstring) into golden clients.
 
-    existing: the previous xref (source, source_record_id, client_id[, record_hash,
-    match_probability]). With `incremental=True` only records that are new (absent from
-    `existing`) or changed (record_hash differs, when `existing` carries one) are scored,
-    against each other and against all other records; unchanged records keep their client
-    unless a new record bridges two clients (then they merge under the surviving id, see
-    clusters.assign_client_ids). With `incremental=False` everything is re-clustered and
-    `existing` is used only to keep ids stable.
+    scores: the pair scores of earlier runs (Resolution.scores). Given, and computed under
+    this run's calibration, only the records they do not cover (new, or changed since) are
+    scored; without them every pair is. Either way the clusters are the connected components
+    of every pair at or above the upper threshold and of the deterministic links, over all
+    records: the same records give the same clusters however many runs brought them.
 
-    previous_pairs: the previous run's ambiguous pairs (AMBIGUOUS_COLUMNS). An incremental run
-    scores only pairs that involve a new or changed record, so the pairs between two unchanged
-    records are the ones scored before: they are kept (with their probability, and with the
-    client ids and same_client of this run's clusters), and a pair that involves a new or
-    changed record is replaced by its new score. Without them, a run with nothing new would
-    publish no ambiguous pair at all, and every revocation honoured across a possible match
-    (consent_event, `possible_match_revocation_honoured`) would be lost. A full run scores
-    every pair again and ignores them.
+    existing: the previous xref (source, source_record_id, client_id[, record_hash]), used to
+    keep client ids stable (clusters.assign_client_ids): a changed record's old client counts
+    half as much as an unchanged record's.
     """
     lower, upper = thresholds
     if not 0 < lower <= upper <= 1:
@@ -140,52 +189,60 @@ def resolve(
     records = records.reset_index(drop=True)
     prepared = features.prepare(records)
     rhash = features.record_hash(records)
+    current = pd.DataFrame({"unique_id": prepared["unique_id"], "record_hash": rhash.to_numpy()})
     t["features_s"] = time.perf_counter() - t0
 
     previous = None
-    new_mask = None
     if existing is not None and len(existing):
         prev = existing.copy()
         prev["unique_id"] = features.record_key(prev["source"], prev["source_record_id"])
-        previous = prev[["unique_id", "client_id"]]
-        if incremental:
-            known = prepared["unique_id"].isin(prev["unique_id"])
-            if "record_hash" in prev.columns:
-                old_hash = prepared["unique_id"].map(prev.set_index("unique_id")["record_hash"])
-                known &= old_hash.eq(rhash).fillna(False).astype(bool)
-            new_mask = ~known
-            # a changed record's old client counts less than its unchanged records' clients
-            previous = previous.assign(
-                weight=previous["unique_id"].isin(prepared.loc[known, "unique_id"]) * 0.5 + 0.5
+        unchanged = prev["unique_id"].isin(prepared["unique_id"])
+        if "record_hash" in prev.columns:
+            unchanged &= (
+                prev["unique_id"]
+                .map(current.set_index("unique_id")["record_hash"])
+                .eq(prev["record_hash"])
             )
+        previous = prev[["unique_id", "client_id"]].assign(
+            weight=unchanged.fillna(False).astype(bool).to_numpy() * 0.5 + 0.5
+        )
 
     t1 = time.perf_counter()
     model, meta = load_model_and_meta(model_path)
-    prior_factor = scale_prior(model, meta.get("trained_records"), len(prepared))
+    prior_factor, bucket = scale_prior(model, meta.get("trained_records"), len(prepared))
+    calibration = calibration_of(model_path, bucket, lower)
+    new_mask = None
+    kept = pd.DataFrame(columns=predict.EDGE_COLUMNS)
+    if scores is not None and scores.calibration == calibration:
+        covered = current.merge(
+            scores.records, on=["unique_id", "record_hash"], how="left", indicator=True
+        )["_merge"].eq("both")
+        new_mask = ~covered.to_numpy()
+        listed = prepared.loc[~new_mask, "unique_id"]
+        pairs = scores.pairs
+        kept = pairs[pairs["unique_id_l"].isin(listed) & pairs["unique_id_r"].isin(listed)]
+        new_mask = pd.Series(new_mask, index=prepared.index)
     if keep_linker:
         model["retain_intermediate_calculation_columns"] = True
-    scored = predict.score(prepared, model, new_mask=new_mask, threshold=lower, threads=threads)
-    edges = scored.edges
+    scored = predict.score(
+        prepared,
+        model,
+        new_mask=new_mask,
+        threshold=lower,
+        threads=threads,
+        frequencies=meta.get(term_frequencies.META_FIELD),
+    )
+    fresh = canonical_edges(scored.edges)
+    edges = canonical_edges(pd.concat([kept, fresh], ignore_index=True))
     t["predict_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     det = pd.concat(
         [features.contract_links(records), features.contact_links(prepared)], ignore_index=True
     ).drop_duplicates()
-    if new_mask is not None:
-        new_ids = set(prepared.loc[new_mask, "unique_id"])
-        det = det[det["unique_id_l"].isin(new_ids) | det["unique_id_r"].isin(new_ids)]
     det = det.assign(match_probability=1.0)
     strong = edges.loc[edges["match_probability"] >= upper, predict.EDGE_COLUMNS]
-    graph = [strong, det]
-    if new_mask is not None:
-        # unchanged records stay together with their previous client: a star per client
-        old = prepared.loc[~new_mask, ["unique_id"]].merge(
-            previous[["unique_id", "client_id"]], on="unique_id"
-        )
-        hub = old.groupby("client_id")["unique_id"].transform("min")
-        graph.append(pd.DataFrame({"unique_id_l": old["unique_id"], "unique_id_r": hub}))
-    graph_edges = pd.concat(graph, ignore_index=True)
+    graph_edges = pd.concat([strong, det], ignore_index=True)
     labels = clusters.components(prepared["unique_id"], graph_edges)
     cl = pd.DataFrame({"unique_id": prepared["unique_id"], "cluster": labels.to_numpy()})
     cl["client_id"] = clusters.assign_client_ids(cl, previous).to_numpy()
@@ -193,9 +250,9 @@ def resolve(
 
     # match probability of a record: its best link inside its client
     cid = cl.set_index("unique_id")["client_id"]
-    links = pd.concat([strong, det], ignore_index=True)
-    links = links[
-        links["unique_id_l"].map(cid).to_numpy() == links["unique_id_r"].map(cid).to_numpy()
+    links = graph_edges[
+        graph_edges["unique_id_l"].map(cid).to_numpy()
+        == graph_edges["unique_id_r"].map(cid).to_numpy()
     ]
     best = (
         pd.concat(
@@ -208,9 +265,6 @@ def resolve(
         .max()
     )
     prob = cl["unique_id"].map(best)
-    if new_mask is not None and "match_probability" in existing.columns:
-        prev_p = prev.set_index("unique_id")["match_probability"]
-        prob = prob.fillna(cl["unique_id"].map(prev_p))
     xref = pd.concat([_split_key(cl["unique_id"]), cl[["client_id"]]], axis=1)
     xref["match_probability"] = prob.fillna(1.0).astype(float).to_numpy()
     xref["record_hash"] = rhash.to_numpy()
@@ -226,41 +280,27 @@ def resolve(
     # and keeps the pairs this run's clusters left apart.
     possible = features.contact_possible_matches(prepared)
     raised = possible[~_same_client(possible, cid)].assign(match_probability=float(lower))
-    kept_pairs = 0
-    if new_mask is not None and previous_pairs is not None and len(previous_pairs):
-        unchanged = prepared.loc[~new_mask, "unique_id"]
-        old_band = pair_edges(previous_pairs)
-        old_band = old_band[
-            old_band["unique_id_l"].isin(unchanged) & old_band["unique_id_r"].isin(unchanged)
-        ]
-        # a pair the contact rule raised (at the floor) whose records have joined one client
-        # since is no longer a possible match: it goes, as a full run would never raise it
-        rule_pair = old_band.set_index(["unique_id_l", "unique_id_r"]).index.isin(
-            possible.set_index(["unique_id_l", "unique_id_r"]).index
-        )
-        at_floor = old_band["match_probability"].to_numpy() == float(lower)
-        old_band = old_band[~(rule_pair & _same_client(old_band, cid) & at_floor)]
-        kept_pairs = len(old_band)
-        band = pd.concat([old_band, band], ignore_index=True)
     band = pd.concat([band, raised], ignore_index=True)
     ambiguous = ambiguous_pairs(band, cid)
     t["total_s"] = time.perf_counter() - t0
 
     stats = {
         "records": len(prepared),
+        "incremental": new_mask is not None,  # saved scores of this calibration were used
         "scored_records": int(new_mask.sum()) if new_mask is not None else len(prepared),
-        "scored_pairs": len(edges),
+        "scored_pairs": len(fresh),
+        "pairs_kept": len(kept),  # scored by an earlier run, both records unchanged since
         "merge_edges": len(strong),
         "deterministic_links": len(det),  # a quoted contract, or a shared contact + name
         "clients": int(xref["client_id"].nunique()),
         "ambiguous_pairs": len(ambiguous),
         "contact_possible_matches": len(raised),  # raised to the band by the contact rule
-        "ambiguous_pairs_kept": kept_pairs,  # scored by an earlier run, both records unchanged
         "prior_factor": prior_factor,
     }
     return Resolution(
         xref=xref[XREF_COLUMNS],
         ambiguous=ambiguous,
+        scores=PairScores(calibration, current, edges),
         timings=t,
         stats=stats,
         linker=scored.linker if keep_linker else None,

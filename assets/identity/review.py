@@ -24,7 +24,7 @@ from pathlib import Path
 from pipelines.resources import ConsentCenterResource
 from pipelines.settings import Settings
 
-from . import features, predict
+from . import features, predict, term_frequencies
 from . import io as identity_io
 from .assets import active_model_path, split_pinned
 from .charts import DASHBOARD_FILES, private_files, write_dashboards
@@ -75,7 +75,12 @@ def write_identity_report(consent_center: ConsentCenterResource, out: Path | Non
     model, meta = load_model_and_meta(model_path)
     scale_prior(model, meta.get("trained_records"), len(prepared))
     model["retain_intermediate_calculation_columns"] = True
-    scored = predict.score(prepared, model, threshold=DEFAULT_THRESHOLDS[0])
+    scored = predict.score(
+        prepared,
+        model,
+        threshold=DEFAULT_THRESHOLDS[0],
+        frequencies=meta.get(term_frequencies.META_FIELD),
+    )
     published = dict(
         zip(
             features.record_key(existing["source"], existing["source_record_id"]),

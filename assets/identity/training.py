@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from splink import Linker
 
-from . import features
+from . import features, term_frequencies
 from . import settings as model_settings
 from .predict import make_db_api
 
@@ -46,8 +46,9 @@ def train(
     """Train the person model on unlabelled `records` (input contract) and save it as JSON.
 
     Returns the saved model dictionary. The file is splink settings JSON plus one key of our
-    own, `consent_center` (profile and the number of records trained on, which `resolve` uses
-    to rescale the prior to the size of the data it scores); `load_model` strips it.
+    own, `consent_center`: the profile, the number of records trained on (which `resolve` uses
+    to rescale the prior to the size of the data it scores) and the term frequencies measured
+    on them (term_frequencies.py); `load_model` strips it.
     """
     prepared = features.prepare(records)
     present = {c for c in prepared.columns if prepared[c].notna().any()}
@@ -64,7 +65,13 @@ def train(
         except Exception as exc:  # a rule with no pairs in this data set: skip it
             log.warning("EM session skipped: %s", exc)
     model = regularise(linker.misc.save_model_to_json(), m_floor=m_floor)
-    model[META_KEY] = {"profile": profile, "trained_records": len(prepared)}
+    model[META_KEY] = {
+        "profile": profile,
+        "trained_records": len(prepared),
+        term_frequencies.META_FIELD: term_frequencies.measure(
+            prepared, list(term_frequencies.tf_columns(model))
+        ),
+    }
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(model, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -110,19 +117,28 @@ def load_model_and_meta(model_path: Path | str) -> tuple[dict, dict]:
     return model, meta
 
 
-def scale_prior(model: dict, trained_records: int | None, records: int) -> float:
+def prior_bucket(records: int) -> int:
+    """The power of two at or above `records`: the data size the prior is scaled to."""
+    return 1 << max(int(records) - 1, 0).bit_length()
+
+
+def scale_prior(model: dict, trained_records: int | None, records: int) -> tuple[float, int]:
     """Rescale the prior (probability_two_random_records_match) to the data size; returns the
-    factor applied.
+    factor applied and the size bucket it was scaled to (0: not scaled).
 
     With a fixed share of duplicates per person, matching pairs grow with n and all pairs with
-    n^2, so the prior falls as 1/n: prior x trained_records / records. Only ever lowered: on a
-    frame smaller than the training set (a test, a helpdesk day) the trained prior stays, so a
-    handful of records never merges on weaker evidence than the model was trained with.
+    n^2, so the prior falls as 1/n: prior x trained_records / n. The size is taken by powers of
+    two (prior_bucket), so that the prior, and with it every pair's score, stays put while the
+    data grows within a bucket: saved pair scores (resolve.PairScores) stay valid, and a
+    bucket crossed re-scores every pair once. Only ever lowered: on a frame smaller than the
+    training set (a test, a helpdesk day) the trained prior stays, so a handful of records
+    never merges on weaker evidence than the model was trained with.
     """
     if not trained_records or records <= trained_records:
-        return 1.0
-    factor = trained_records / records
+        return 1.0, 0
+    bucket = prior_bucket(records)
+    factor = trained_records / bucket
     model["probability_two_random_records_match"] = (
         float(model["probability_two_random_records_match"]) * factor
     )
-    return factor
+    return factor, bucket
