@@ -15,8 +15,15 @@ only the clients its changes reach, computed here before the consent models are 
 * one step further, the other side of each possible match of those clients, because their
   revocations are honoured across it (macros/consent_event_part.sql).
 
+Records of no client (events whose record identity has not resolved, a web account with no
+person yet) belong to no client's rows: they are among the affected records of every
+incremental run, which derives their events again, so that a record linked since moves to its
+client (whose identity changed) and the others stay as they were; the publication replaces
+the rows of no client with them.
+
 The result goes into the generation's staging schema: `affected_clients`, `affected_records`
-(every record of those clients, and the records whose revocations are honoured for them) and
+(every record of those clients, the records whose revocations are honoured for them, and the
+records of no client) and
 `derivation_plan` (one row: what the publication records, and what the next run compares with).
 The dbt models read them through the var `affected_schema` (macros/affected_clients.sql), and
 the publication replaces those clients' rows of the published parts in one transaction
@@ -209,15 +216,6 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
     if previous["fingerprint"] != derivation_fingerprint():
         return DerivationScope(False, "the derivation's code or settings changed")
     since = previous["inputs_until"]
-    (unlinked,) = conn.execute(
-        sql.SQL(
-            "select exists (select from {}.int_consent_event__direct where client_id is null) "
-            "or exists (select from {}.int_consent_event__contracts where client_id is null)"
-        ).format(sql.Identifier(base_staging), sql.Identifier(base_staging))
-    ).fetchone()
-    if unlinked:
-        return DerivationScope(False, "the published events hold records of no client")
-
     context = {
         **names,
         "xref": sql.Identifier(identity_schema, "client_xref"),
@@ -243,15 +241,18 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
                      table=sql.Identifier(table)),
             (since,),
         )  # fmt: skip
-    (unlinked,) = conn.execute(
+    # records of no client (yet) in this run's identity: derived again on every run, see below
+    conn.execute(
+        "create temp table if not exists unlinked_records (source text, source_record_id text)"
+    )
+    conn.execute("truncate unlinked_records")
+    conn.execute(
         sql.SQL(
-            "select exists (select from scope_records r where not exists ("
-            "select from {xref} x where x.source = r.source "
-            "and x.source_record_id = r.source_record_id))"
+            "insert into unlinked_records select source, source_record_id from scope_records r "
+            "where not exists (select from {xref} x where x.source = r.source "
+            "and x.source_record_id = r.source_record_id)"
         ).format(**context)
-    ).fetchone()
-    if unlinked:
-        return DerivationScope(False, "a new record has no client in this run's identity")
+    )
     _insert_clients(conn, context, "new batches", "scope_records")
     # rows whose validation verdict changed (a rule that reads the clock or the catalog)
     conn.execute("truncate scope_records")
@@ -362,6 +363,16 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
         return DerivationScope(
             False, f"{affected} of {everyone} clients affected: one full derivation is cheaper"
         )
+    # the records of no client: the published events of records that had none (each run
+    # derives them again, so that a record linked since moves to its client, and the others
+    # stay as they are), and this run's new records that have none
+    for part in ("int_consent_event__direct", "int_consent_event__contracts"):
+        conn.execute(
+            sql.SQL(
+                "insert into unlinked_records select distinct source, source_record_id "
+                "from {} where client_id is null"
+            ).format(sql.Identifier(base_staging, part))
+        )
     # every record of the affected clients, and the records honoured for them across a match
     conn.execute(
         sql.SQL(
@@ -371,9 +382,15 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
             "union select source_l, source_record_id_l from {matches} "
             "where not same_client and client_id_r in (select client_id from {clients}) "
             "union select source_r, source_record_id_r from {matches} "
-            "where not same_client and client_id_l in (select client_id from {clients})"
+            "where not same_client and client_id_l in (select client_id from {clients}) "
+            "union select source, source_record_id from unlinked_records"
         ).format(**context)
     )
+    (unlinked,) = conn.execute(
+        "select count(*) from (select distinct source, source_record_id from unlinked_records) u"
+    ).fetchone()
+    if unlinked:
+        causes["records of no client"] = unlinked
     return DerivationScope(
         True,
         f"the changes since generation {based_on}",

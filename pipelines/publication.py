@@ -517,9 +517,10 @@ def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -
     for name in parts:
         target = sql.Identifier(base.staging, name)
         conn.execute(
-            sql.SQL("delete from {} where client_id in (select client_id from {})").format(
-                target, affected
-            )
+            sql.SQL(
+                "delete from {} where client_id in (select client_id from {}) "
+                "or client_id is null"
+            ).format(target, affected)
         )
         conn.execute(
             sql.SQL("insert into {} select * from {}").format(

@@ -174,11 +174,6 @@ def test_deriving_every_client_again_publishes_what_the_daily_runs_did(daily):
     assert _differences(daily["daily"], daily["rederive"]) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the first batch the published events hold records of no client (their "
-    "record not yet resolved), and pipelines/derivation_scope.py then derives every client",
-)
 def test_the_daily_runs_after_the_first_derive_incrementally(daily):
     derivations = [derivation for derivation, _ in daily["derivations"]]
     assert derivations == ["full"] + ["incremental"] * (BATCHES - 1), daily["derivations"]

@@ -182,7 +182,9 @@ left join {{ source('identity', 'client_xref') }} x
     on x.source = e.source and x.source_record_id = e.source_record_id
 left join {{ source('quality', 'ingest_batches') }} b
     on b.source = e.source and b.batch_id = e.batch_id
-where {{ of_affected_clients('x.client_id') }}
+-- a record without a client (not resolved yet) is re-derived by every run that derives
+-- incrementally (pipelines/derivation_scope.py puts it among the affected records)
+where ({{ of_affected_clients('x.client_id') }} or x.client_id is null)
 {%- if honour_possible_matches %}
 
 union all
