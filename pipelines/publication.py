@@ -518,8 +518,7 @@ def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -
         target = sql.Identifier(base.staging, name)
         conn.execute(
             sql.SQL(
-                "delete from {} where client_id in (select client_id from {}) "
-                "or client_id is null"
+                "delete from {} where client_id in (select client_id from {}) or client_id is null"
             ).format(target, affected)
         )
         conn.execute(
