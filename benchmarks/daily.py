@@ -67,7 +67,27 @@ def cli_run(env: dict[str, str], *args: str) -> dict:
         "stdout": done.stdout[-4000:],
         "stderr": done.stderr[-4000:],
         "steps": step_seconds(Path(env["CONSENT_HOME"]) / "dagster", started),
+        "identity": identity_figures(Path(env["CONSENT_HOME"]) / "dagster", started),
     }
+
+
+def identity_figures(dagster_home: Path, since: float) -> dict:
+    """Identity resolution's own account of the run (the client_xref materialisation's
+    metadata): records scored, pairs scored and kept, seconds per phase."""
+    from dagster import AssetKey, DagsterInstance, RunsFilter
+
+    keep = ("records", "scored_records", "scored_pairs", "pairs_kept", "incremental", "timings_s")
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs(RunsFilter(created_after=datetime.fromtimestamp(since, UTC)))
+        for run in runs:
+            for record in instance.get_records_for_run(run.run_id).records:
+                event = record.event_log_entry.dagster_event
+                if event is None or not event.is_step_materialization:
+                    continue
+                materialization = event.step_materialization_data.materialization
+                if materialization.asset_key == AssetKey(["consent", "client_xref"]):
+                    return {k: v.value for k, v in materialization.metadata.items() if k in keep}
+    return {}
 
 
 def step_seconds(dagster_home: Path, since: float) -> dict[str, float]:
@@ -377,6 +397,12 @@ def main() -> None:
             "daily_run": daily["steps"],
             "rederive": rederive["steps"],
             "full_refresh": refresh["steps"],
+        },
+        "identity": {
+            "full_run": full["identity"],
+            "daily_run": daily["identity"],
+            "rederive": rederive["identity"],
+            "full_refresh": refresh["identity"],
         },
         "daily_batch": {"clients": batch["sample_clients"], "rows": batch["rows"]},
         "published_rows": counts,
