@@ -206,6 +206,9 @@ def test_the_daily_run_derives_only_the_clients_the_letter_reaches_in_place(thro
 
 def test_every_client_derived_again_publishes_exactly_what_the_daily_run_did(through_a_run):
     counts = through_a_run["daily_counts"]
-    # nothing compared is empty, so the comparison can fail
-    assert {t for t in PUBLISHED if counts[t] == 0} == {"report_depersonalisation"}, counts
+    # nothing compared is empty, so the comparison can fail: the worked example erases no one
+    # and, scored by the model alone, holds no pair between the review thresholds (the
+    # identity tests compare possible matches on generated feeds)
+    empty = {t for t in PUBLISHED if counts[t] == 0}
+    assert empty == {"report_depersonalisation", "identity_ambiguous_matches"}, counts
     assert through_a_run["differences"] == {}

@@ -79,21 +79,7 @@ def ambiguous_pairs(band: pd.DataFrame, client_of: pd.Series) -> pd.DataFrame:
     """
     if band.empty:
         return pd.DataFrame(columns=AMBIGUOUS_COLUMNS)
-    left = band["unique_id_l"].astype(str)
-    right = band["unique_id_r"].astype(str)
-    swap = (left > right).to_numpy()
-    band = pd.DataFrame(
-        {
-            "unique_id_l": left.where(~swap, right).to_numpy(),
-            "unique_id_r": right.where(~swap, left).to_numpy(),
-            "match_probability": band["match_probability"].astype(float).to_numpy(),
-        }
-    )
-    band = (
-        band.sort_values(["unique_id_l", "unique_id_r", "match_probability"], kind="stable")
-        .drop_duplicates(["unique_id_l", "unique_id_r"], keep="last")
-        .reset_index(drop=True)
-    )
+    band = canonical_edges(band)
     l_key = _split_key(band["unique_id_l"]).add_suffix("_l")
     r_key = _split_key(band["unique_id_r"]).add_suffix("_r")
     ambiguous = pd.concat([l_key, r_key], axis=1)
