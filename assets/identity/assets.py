@@ -17,7 +17,6 @@
   against $CONSENT_LANDING_DIR/truth/person_xref.csv when the landing zone has one.
 """
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from .resolve import (
     resolve,
 )
 from .survivorship import golden_fields
-from .training import DEFAULT_MODEL_PATH, load_model, make_linker, train
+from .training import DEFAULT_MODEL_PATH, load_model, make_linker, model_fingerprint, train
 
 IDENTITY_GROUP = "identity"
 XREF_KEY = AssetKey(["consent", "client_xref"])
@@ -122,10 +121,6 @@ def carry_pinned_pairs(
             "match_probability": previous_pairs.loc[keep, "match_probability"].to_numpy(),
         }
     )
-
-
-def model_fingerprint(model_path: Path) -> str:
-    return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
 
 
 def split_pinned(

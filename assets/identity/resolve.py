@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import clusters, features, predict, term_frequencies
-from .training import DEFAULT_MODEL_PATH, load_model_and_meta, scale_prior
+from .training import DEFAULT_MODEL_PATH, load_model_and_meta, model_fingerprint, scale_prior
 
 #: (lower, upper): pairs >= upper merge; lower <= p < upper go to review as ambiguous_identity
 DEFAULT_THRESHOLDS = (0.5, 0.99)
@@ -141,8 +140,7 @@ def canonical_edges(edges: pd.DataFrame) -> pd.DataFrame:
 def calibration_of(model_path: Path | str, prior_bucket: int, lower: float) -> str:
     """What a saved pair score was computed under: the model file, the prior's size bucket
     and the lowest probability kept."""
-    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
-    return f"model={digest};prior_bucket={prior_bucket};lower={lower!r}"
+    return f"model={model_fingerprint(model_path)};prior_bucket={prior_bucket};lower={lower!r}"
 
 
 def resolve(

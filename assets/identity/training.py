@@ -6,6 +6,7 @@ saved as a JSON artefact (assets/identity/models/person_model.json) and reused b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -102,6 +103,11 @@ def regularise(model: dict, m_floor: float = 0.005) -> dict:
         for lv in free:
             lv["m_probability"] = lv["m_probability"] / total * (1 - fixed_total)
     return model
+
+
+def model_fingerprint(model_path: Path | str) -> str:
+    """16 hex digits of the model file's sha256: which model a run or a saved score used."""
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
 
 
 def load_model(model_path: Path | str) -> dict:
