@@ -13,13 +13,16 @@ REPORTS = (
     "report_revocation_deadlines",
     "report_depersonalisation",
 )
+#: views over the API's acknowledgements and the change feed, kept by the API itself
+#: (pipelines/api/changes.py), not by a run
+API_REPORTS = ("report_propagation",)
 
 
 def export_reports(conn: psycopg.Connection, folder) -> dict[str, int]:
     """COPY each report table straight to a CSV file (streamed, never held in memory)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = {}
-    for report in REPORTS:
+    for report in (*REPORTS, *API_REPORTS):
         exists = conn.execute("select to_regclass(%s)", (f"consent.{report}",)).fetchone()[0]
         if not exists:
             continue

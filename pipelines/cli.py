@@ -460,6 +460,79 @@ def grant(
 
 
 @app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (CONSENT_API_HOST; 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (CONSENT_API_PORT; 8400).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (CONSENT_API_WORKERS; 1).")
+    ] = None,
+) -> None:
+    """Serve the consent API (OpenAPI at /openapi.json, docs at /docs); SIGTERM stops it
+    gracefully."""
+    from pipelines.api.server import serve as serve_api
+    from pipelines.database import database_url
+
+    settings = load_settings()
+    serve_api(settings, database_url(settings), host, port, workers)
+
+
+api_key_app = typer.Typer(help="API keys for `serve`: create, list, revoke.", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Option(help="Who uses the key (a system or a person).")],
+    role: Annotated[str, typer.Option(help="system, marketing or dpo.")],
+) -> None:
+    """Create a key; it is printed once, alone on the last line, and stored only as a hash."""
+    from pipelines.api.keys import ApiKeyError, create_key
+    from pipelines.database import connect
+
+    try:
+        with connect(autocommit=True) as conn:
+            key = create_key(conn, name, role)
+    except ApiKeyError as error:
+        _fail(escape(str(error)))
+    console.print(
+        f"created API key {name} with role {role}; it is shown once, below (only its hash is kept)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    print(key)
+
+
+@api_key_app.command("list")
+def api_key_list() -> None:
+    """The keys: name, role, created, revoked (never the key)."""
+    from pipelines.api.keys import list_keys
+    from pipelines.database import connect
+
+    with connect(autocommit=True) as conn:
+        keys = list_keys(conn)
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "in use"
+        print(f"{key.name}\t{key.role}\tcreated {key.created_at:%Y-%m-%d %H:%M}\t{state}")
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(name: Annotated[str, typer.Option(help="The key's name.")]) -> None:
+    """Revoke a key: refused within seconds (the server's key cache)."""
+    from pipelines.api.keys import ApiKeyError, revoke_key
+    from pipelines.database import connect
+
+    try:
+        with connect(autocommit=True) as conn:
+            revoke_key(conn, name)
+    except ApiKeyError as error:
+        _fail(escape(str(error)))
+    console.print(f"revoked API key {name}", highlight=False, markup=False)
+
+
+@app.command()
 def stop() -> None:
     """Stop the embedded PostgreSQL server of this CONSENT_HOME."""
     from pipelines.database import stop_embedded_server

@@ -4,6 +4,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from assets.access import database_roles
+from assets.api_revocations import api_revocations
 from assets.calendar import production_calendar
 from assets.change_feed import consent_change_feed
 from assets.consent_checks import matches_generator_expected_statuses
@@ -26,6 +27,7 @@ defs = Definitions(
         *INGEST_ASSETS.values(),
         phone_numbers,
         production_calendar,
+        api_revocations,
         *DBT_ASSETS,
         *QUALITY_ASSETS,
         *IDENTITY_ASSETS,

@@ -4,7 +4,8 @@ A run derives every client when it must (the first run, `--full-refresh` or `--r
 release of the derivation's code, a catalog change, most clients reached anyway) and otherwise
 only the clients its changes reach, computed here before the consent models are built:
 
-* records in batches loaded (or loaded again) since the published generation was planned;
+* records in batches loaded (or loaded again) since the published generation was planned, and
+  the records named by revocations received through the API that this run took in;
 * records whose form-validation verdict changed (rules that read the clock or the catalog);
 * records and clients erased or re-pseudonymised since then;
 * clients whose identity changed: every record whose client differs between the published
@@ -77,6 +78,9 @@ RECORD_KEYS = {
     "stg_helpdesk__tickets": ("helpdesk", "ticket_id"),
     "stg_partner__clients": ("partner", "source_record_id"),
 }
+#: revocations received through the API: they name the record (subject_source,
+#: subject_record_id) whose client they reach
+API_STAGED = "stg_api__revocations"
 #: the form-validation verdicts the consent models read (macros/consent_event_part.sql)
 VERDICTS = """
 select source, batch_id, file_name, line_number, record_id, rule
@@ -182,6 +186,10 @@ def plan_derivation(
     (inputs_until,) = conn.execute(
         "select max(finished_at) from consent.ingest_batches where status = 'loaded'"
     ).fetchone()
+    if relation_exists(conn, "consent", "api_revocation"):
+        # the revocations received through the API that this run took in count as input too
+        (taken_until,) = conn.execute("select max(taken_at) from consent.api_revocation").fetchone()
+        inputs_until = max((t for t in (inputs_until, taken_until) if t is not None), default=None)
     scope = _scope(conn, names, identity_schema, as_of, published, full)
     conn.execute(
         sql.SQL("insert into {} values (%s, %s, %s, %s, %s, clock_timestamp(), %s)").format(
@@ -241,6 +249,15 @@ def _scope(conn, names, identity_schema, as_of, published, full) -> DerivationSc
                      table=sql.Identifier(table)),
             (since,),
         )  # fmt: skip
+    # the records that revocations received through the API name (taken in by this run)
+    if relation_exists(conn, "staging", API_STAGED):
+        conn.execute(
+            sql.SQL(
+                "insert into scope_records select distinct subject_source, subject_record_id "
+                "from staging.{} where batch_loaded_at > coalesce(%s, '-infinity')"
+            ).format(sql.Identifier(API_STAGED)),
+            (since,),
+        )
     # records of no client (yet) in this run's identity: derived again on every run, see below
     conn.execute(
         "create temp table if not exists unlinked_records (source text, source_record_id text)"

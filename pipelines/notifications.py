@@ -150,6 +150,9 @@ class Digest:
     requests: tuple[RevocationLine, ...]
     by_purpose_channel: tuple[ExpiringLine, ...]
     missing_tables: tuple[str, ...] = ()
+    #: downstream systems late in applying revocations (consent.report_propagation):
+    #: (system, revocations late)
+    late_systems: tuple[tuple[str, int], ...] = ()
 
     @property
     def requests_total(self) -> int:
@@ -197,6 +200,16 @@ order by case flag when 'overdue' then 0 when 'near_deadline' then 1 else 2 end,
 limit %(limit)s
 """
 
+# a system is late on a revocation it acknowledged after the deadline, or has not acknowledged
+# with the deadline passed (the report's own states, at the digest's instant)
+_LATE_SYSTEMS = """
+select system, count(*)
+from consent.report_propagation
+where acknowledged_at > deadline or (acknowledged_at is null and deadline < %(now)s)
+group by system
+order by count(*) desc, system
+"""
+
 _EXPIRING_BY_PURPOSE_CHANNEL = f"""
 select purpose, channel,
        count(*) filter (where state = 'expiring'),
@@ -237,6 +250,10 @@ def build_digest(
             for r in conn.execute(_DEADLINE_LIST, params)
         )
 
+    late_systems: tuple[tuple[str, int], ...] = ()
+    if _table_exists(conn, "consent.report_propagation"):
+        late_systems = tuple((r[0], r[1]) for r in conn.execute(_LATE_SYSTEMS, params))
+
     by_purpose_channel: tuple[ExpiringLine, ...] = ()
     if EXPIRING_TABLE not in missing:
         by_purpose_channel = tuple(
@@ -256,6 +273,7 @@ def build_digest(
         requests=requests,
         by_purpose_channel=by_purpose_channel,
         missing_tables=missing,
+        late_systems=late_systems,
     )
 
 
@@ -318,6 +336,15 @@ def digest_text(digest: Digest) -> str:
                 )
                 for r in digest.requests
             ],
+        )
+    if digest.late_systems:
+        lines += [
+            "",
+            "Downstream systems late in applying revocations (consent.report_propagation):",
+        ]
+        lines += _table(
+            ("system", "revocations late"),
+            [(system, str(count)) for system, count in digest.late_systems],
         )
     if digest.by_purpose_channel:
         lines += ["", "Expiring and expired consents by purpose and channel:"]

@@ -44,6 +44,7 @@ import psycopg
 from dagster import DagsterError
 from psycopg import sql
 
+from pipelines.api.tables import ensure_api_tables, ensure_pending_view
 from sources.schema import relation_exists
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,32 @@ comment on column consent.publication.stored_in is
     'published one, updated in place, after an incremental one.';
 """
 
+# The generation's status, with the revocations received through the API and not yet folded
+# into consent_event overlaid fail-safe (pipelines/api/tables.py): from its receipt on, a
+# pending revocation covering the key makes it `revoked` (a restriction stays `restricted`), its
+# basis `api-pending:<revocation_id>`. Once a run has folded it, the derived history decides alone.
 STATUS_FUNCTION = """
 create or replace function consent.consent_status_at(
     p_client_id text, p_purpose text, p_channel text, p_partner_code text, p_at timestamptz
 ) returns table (status text, valid_from timestamptz, valid_to timestamptz, basis_event_id text)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $fn$
-    select * from {}.consent_status_at(p_client_id, p_purpose, p_channel, p_partner_code, p_at)
+    select case when r.revocation_id is null or d.status = 'restricted' then d.status
+                else 'revoked' end,
+           case when r.revocation_id is null or d.status = 'restricted' then d.valid_from
+                else r.received_at end,
+           case when r.revocation_id is null or d.status = 'restricted' then d.valid_to end,
+           case when r.revocation_id is null or d.status = 'restricted' then d.basis_event_id
+                else 'api-pending:' || r.revocation_id end
+    from {}.consent_status_at(p_client_id, p_purpose, p_channel, p_partner_code, p_at) d
+    left join lateral (
+        select p.revocation_id, p.received_at
+        from consent.pending_api_revocations p
+        where p.client_id = p_client_id and p.received_at <= p_at
+          and p_purpose = any(p.purposes)
+          and (p_channel = any(p.channels) or 'any' = any(p.channels))
+        order by p.received_at desc, p.revocation_id
+        limit 1
+    ) r on true
 $fn$
 """
 # the generation's schemas are the owner's alone, hence security definer; so only the roles that
@@ -359,12 +380,15 @@ def publish(
     view and function repointed and the grants; after an incremental one, the change feed and
     the affected clients' rows written into the published generation (_publish_in_place)."""
     from assets.change_feed import DDL as CHANGE_FEED_DDL
+    from pipelines.api.changes import ensure_propagation_report
 
     with conn.transaction():
         # one publisher at a time (the run lock already says so; this makes it a fact here too)
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:publication'))")
         conn.execute(PUBLICATION_DDL)
         conn.execute(CHANGE_FEED_DDL)
+        ensure_api_tables(conn)
+        ensure_propagation_report(conn)
         missing = [m for m in consent_models() if not relation_exists(conn, generation.consent, m)]
         if missing:
             raise PublicationError(
@@ -403,10 +427,13 @@ def _publish_whole(conn, generation: Generation, run_id, as_of, reason: str | No
     # from here to the commit (catalog changes only: milliseconds), answers in progress
     # finish first and new ones wait
     _lock_published(conn)
+    # the overlay's view reads the published identity and events: made again over the new ones
+    conn.execute("drop view if exists consent.pending_api_revocations")
     for name in (*consent_models(), *IDENTITY_TABLES):
         _point(conn, name, generation.consent, name)
     for name, target in INTERNAL_POINTERS.items():
         _point(conn, name, generation.staging, target)
+    ensure_pending_view(conn)
     conn.execute(sql.SQL(STATUS_FUNCTION).format(sql.Identifier(generation.consent)))
     conn.execute(STATUS_FUNCTION_COMMENT)
     conn.execute("drop table if exists consent.golden_consent_published")

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from sources import SOURCES
+from sources.api_store import API_DDL
 from sources.spec import FileSpec
 
 RAW_SCHEMA = "raw"
@@ -206,6 +207,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         # serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:schema'))")
         conn.execute(_CONSENT_DDL)
+        conn.execute(API_DDL)
         create_identity_tables(conn, CONSENT_SCHEMA)
         conn.execute(_RAW_DDL)
         for source in SOURCES.values():

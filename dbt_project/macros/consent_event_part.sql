@@ -23,10 +23,18 @@
    adds these events.
 -#}
 {% macro consent_event_part(models, honour_possible_matches=false) %}
-{%- set own_scope = ['helpdesk', 'partner'] %}
+{%- set own_scope = ['helpdesk', 'partner', 'api'] %}
+{#- the record whose client an event belongs to: its own, but for an API revocation the record
+    it names (int_consent_events__api); and when it was loaded: its batch's load, but for an
+    API revocation the instant the API stored it -#}
+{%- set named_subject = ['api'] %}
 with unioned as (
     {%- for model in models %}
-    select event_id, source, source_record_id, consent_code,
+    select event_id, source, source_record_id,
+           {{ 'subject_source, subject_record_id, stored_at' if model in named_subject
+              else 'source as subject_source, source_record_id as subject_record_id, '
+                   ~ 'null::timestamptz as stored_at' }},
+           consent_code,
            {{ 'purpose' if model in own_scope else 'null::text as purpose' }},
            {{ 'channel' if model in own_scope else 'null::text as channel' }},
            action, effective_at, valid_until, wording_version, contract_number, process,
@@ -69,6 +77,9 @@ events as (
         event_id,
         source,
         source_record_id,
+        subject_source,
+        subject_record_id,
+        stored_at,
         consent_code,
         case
             when action = 'restrict' and source = 'partner' then null  -- every purpose
@@ -133,14 +144,15 @@ honoured_for_possible_matches as (
         e.consent_code, e.purpose, e.channel, e.partner_code, e.action, e.effective_at,
         e.valid_until, e.wording_version, e.contract_number, e.source, e.source_record_id,
         e.process, e.evidence_url, e.evidence_level,
-        b.finished_at                                          as loaded_at,
+        coalesce(b.finished_at, e.stored_at)                   as loaded_at,
         e.is_counted,
         'possible_match_revocation_honoured'::text             as doubt_reason,
         coalesce(e.detail, '') || ' (also honoured for a possible identity match, p='
             || round(max(m.match_probability)::numeric, 3) || ')' as detail,
         e.batch_id, e.file_name, e.line_number
     from events e
-    join possible_matches m using (source, source_record_id)
+    join possible_matches m
+        on m.source = e.subject_source and m.source_record_id = e.subject_record_id
     left join {{ source('quality', 'ingest_batches') }} b
         on b.source = e.source and b.batch_id = e.batch_id
     where e.action in ('revoke', 'restrict') and e.is_counted
@@ -148,8 +160,8 @@ honoured_for_possible_matches as (
     group by e.event_id, m.other_client_id, e.consent_code, e.purpose, e.channel,
         e.partner_code, e.action, e.effective_at, e.valid_until, e.wording_version,
         e.contract_number, e.source, e.source_record_id, e.process, e.evidence_url,
-        e.evidence_level, b.finished_at, e.is_counted, e.detail, e.batch_id, e.file_name,
-        e.line_number
+        e.evidence_level, b.finished_at, e.stored_at, e.is_counted, e.detail, e.batch_id,
+        e.file_name, e.line_number
 )
 {%- endif %}
 
@@ -170,7 +182,7 @@ select
     e.process,
     e.evidence_url,
     e.evidence_level,
-    b.finished_at                                          as loaded_at,
+    coalesce(b.finished_at, e.stored_at)                   as loaded_at,
     e.is_counted,
     e.doubt_reason,
     e.detail,
@@ -179,7 +191,7 @@ select
     e.line_number
 from events e
 left join {{ source('identity', 'client_xref') }} x
-    on x.source = e.source and x.source_record_id = e.source_record_id
+    on x.source = e.subject_source and x.source_record_id = e.subject_record_id
 left join {{ source('quality', 'ingest_batches') }} b
     on b.source = e.source and b.batch_id = e.batch_id
 -- a record without a client (not resolved yet) is re-derived by every run that derives

@@ -1,7 +1,7 @@
 -- consent_event's facts given or refused directly: CRM ticks, web consents and withdrawals,
--- helpdesk requests, partner consents and restrictions, plus the revocations honoured across
--- possible identity matches (macros/consent_event_part.sql); built side by side with
--- int_consent_event__contracts.
+-- helpdesk requests, partner consents and restrictions, revocations received through the API,
+-- plus the revocations honoured across possible identity matches
+-- (macros/consent_event_part.sql); built side by side with int_consent_event__contracts.
 {{ config(
     materialized='table',
     meta={'derived_by_client': true},
@@ -13,4 +13,4 @@
         {'columns': ['client_id']},
     ],
 ) }}
-{{ consent_event_part(['crm_flags', 'web', 'helpdesk', 'partner'], honour_possible_matches=true) }}
+{{ consent_event_part(['crm_flags', 'web', 'helpdesk', 'partner', 'api'], honour_possible_matches=true) }}
