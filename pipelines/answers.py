@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
+from pipelines import overlay
 from pipelines.publication import one_publication, relation_exists
 from pipelines.settings import MOSCOW, consent_now
 
@@ -108,42 +109,6 @@ def client_of(conn: psycopg.Connection, source: str, record_id: str) -> str:
     return row[0]
 
 
-def can_contact(
-    conn: psycopg.Connection,
-    source: str,
-    record_id: str,
-    purpose: str,
-    channel: str,
-    at: datetime,
-    partner_code: str = "",
-) -> Answer:
-    check_source(source)
-    check_codes(purpose, channel)
-    with one_publication(conn):
-        return _can_contact(conn, source, record_id, purpose, channel, at, partner_code)
-
-
-def _can_contact(conn, source, record_id, purpose, channel, at, partner_code) -> Answer:
-    client_id = client_of(conn, source, record_id)
-    status, valid_from, valid_to, basis_id = conn.execute(
-        "select * from consent.consent_status_at(%s, %s, %s, %s, %s)",
-        (client_id, purpose, channel, partner_code, at),
-    ).fetchone()
-    answer = Answer(
-        allowed=status == "granted",
-        status=status,
-        client_id=client_id,
-        purpose=purpose,
-        channel=channel,
-        partner_code=partner_code,
-        at=_iso(at),
-        valid_from=_iso(valid_from),
-        valid_to=_iso(valid_to),
-    )
-    answer.basis = _basis(conn, client_id, purpose, channel, partner_code, at, status, basis_id)
-    return answer
-
-
 @dataclass(frozen=True)
 class Question:
     """One can-contact question (the CLI's options, the API's query or batch item)."""
@@ -156,206 +121,259 @@ class Question:
     partner_code: str = ""
 
 
-#: the deciding grants of a granted status: every grant holding it open at the instant (the
-#: same rule as _basis, for many questions at once)
-_GRANTS_HOLDING = """
-select coalesce(array_agg(e.event_id order by e.effective_at, e.event_id), '{{}}')
-from {key_events} e
-where e.client_id = s.client_id and e.purpose = s.purpose and e.channel in (s.channel, 'any')
-  and e.partner_code = s.partner_code and e.action = 'grant'
-  and e.effective_at <= s.at and e.ends_at > s.at
-  and e.effective_at > coalesce((
-      select max(v.effective_at) from {key_events} v
-      where v.client_id = s.client_id and v.purpose = s.purpose and v.channel = s.channel
-        and v.partner_code = s.partner_code and v.action in ('revoke', 'restrict')
-        and v.effective_at <= s.at), '-infinity')
+def can_contact(
+    conn: psycopg.Connection,
+    source: str,
+    record_id: str,
+    purpose: str,
+    channel: str,
+    at: datetime,
+    partner_code: str = "",
+) -> Answer:
+    """May we contact the person behind this record (UnknownRecord, AnswerError: the question
+    cannot be answered as asked)."""
+    check_source(source)
+    check_codes(purpose, channel)
+    (answer,) = can_contact_many(
+        conn, [Question(source, record_id, purpose, channel, at, partner_code)]
+    )
+    if answer is None:
+        raise UnknownRecord(f"no {source} record {record_id!r} is known (see consent.client_xref)")
+    return answer
+
+
+#: the basis of a status the overlay of received API revocations decided (consent_status_at)
+API_BASIS_PREFIX = overlay.PENDING_BASIS_PREFIX
+_COVERING = overlay.pending_covering(
+    client="k.client_id", at="k.at", purpose="k.purpose", channel="k.channel"
+).replace("%", "%%")
+_OVERLAY = overlay.overlaid(
+    status="k.derived_status", valid_from="k.derived_from", valid_to="k.derived_to",
+    basis="k.derived_basis",
+)  # fmt: skip
+
+# Every question in one statement, so that an answer reads one publication whatever the number
+# of questions (a statement sees one snapshot; a publication swaps the views in one
+# transaction), in one round trip for a single question. Per question: its client, the status
+# at its instant (consent.consent_status_at: the history, with revocations received through
+# the API and not folded yet overlaid), and the deciding events: every grant holding a granted
+# consent open at the instant, else the one event of the interval (or the received revocation).
+_ANSWERS = """
+with q as (
+    select * from unnest(%(s)s::text[], %(r)s::text[], %(p)s::text[], %(c)s::text[],
+                         %(pc)s::text[], %(at)s::timestamptz[])
+        with ordinality as q(source, record, purpose, channel, partner_code, at, n)
+),
+k as (
+    -- the status at the instant: the history's interval (consent.consent_status_at's own
+    -- rule, written out here so that the statement reads only views: a publication swaps them
+    -- all at once, so one statement reads one publication, no lock, no transaction)
+    select q.*, x.client_id, coalesce(h.status, 'none') as derived_status,
+           h.valid_from as derived_from, h.valid_to as derived_to, h.basis_event_id as derived_basis
+    from q
+    left join consent.client_xref x on x.source = q.source and x.source_record_id = q.record
+    left join consent.consent_history h
+        on h.client_id = x.client_id and h.purpose = q.purpose and h.channel = q.channel
+        and h.partner_code = q.partner_code
+        and h.valid_from <= q.at and (h.valid_to is null or h.valid_to > q.at)
+),
+s as (
+    -- with the revocations received through the API and not folded yet overlaid
+    select k.*, o.status, o.valid_from, o.valid_to, o.basis_event_id
+    from k
+    left join lateral ({covering}) r on k.client_id is not null
+    cross join lateral (select {overlay}) as o(status, valid_from, valid_to, basis_event_id)
+),
+decided as (
+    select s.*,
+           case when s.status = 'granted' then (
+               -- a channel-uniform group's grants are stored once, under channel `any`
+               select coalesce(array_agg(e.event_id order by e.effective_at, e.event_id), '{{}}')
+               from {key_events} e
+               where e.client_id = s.client_id and e.purpose = s.purpose
+                 and e.channel in (s.channel, 'any') and e.partner_code = s.partner_code
+                 and e.action = 'grant' and e.effective_at <= s.at and e.ends_at > s.at
+                 and e.effective_at > coalesce((
+                     select max(v.effective_at) from {key_events} v
+                     where v.client_id = s.client_id and v.purpose = s.purpose
+                       and v.channel = s.channel and v.partner_code = s.partner_code
+                       and v.action in ('revoke', 'restrict') and v.effective_at <= s.at),
+                     '-infinity'))
+                when s.basis_event_id is null then '{{}}'::text[]
+                else array[s.basis_event_id] end as basis_ids
+    from s
+){log}
+select d.n, d.client_id, d.status, d.valid_from, d.valid_to, (
+    select coalesce(json_agg(b order by b.effective_at, b.event_id), '[]'::json)
+    from (
+        select e.event_id, e.source, e.source_record_id, e.action, e.effective_at,
+               e.valid_until, e.evidence_url, e.evidence_level, e.process, e.detail
+        from consent.consent_event e
+        where e.event_id = any(d.basis_ids)
+        union all
+        select '{pending}' || r.revocation_id, 'api', r.revocation_id, 'revoke',
+               r.received_at, null, r.evidence_url, 'api_request', 'api_request',
+               'revocation received through the API (' || r.received_via
+                   || '), not yet folded by a run'
+        from consent.api_revocation r
+        where r.revocation_id = any(array(
+            select substr(i, {skip}) from unnest(d.basis_ids) i where i like '{pending}%%'))
+    ) b
+) as basis
+from decided d
+order by d.n
 """
 
+#: the access log row of each question (pipelines/api: consent.api_access_log), written by the
+#: answering statement itself
+_LOG = """,
+logged as (
+    insert into consent.api_access_log
+        (key_name, endpoint, client_id, source, record_id, status_code)
+    select %(key)s, %(endpoint)s, client_id, source, record,
+           case when client_id is null then 404 else 200 end
+    from s
+)"""
 
-def can_contact_many(conn: psycopg.Connection, questions: list[Question]) -> list[Answer | None]:
-    """The answers to many questions in their order, in three statements whatever their number
-    (None: the record is unknown). The codes must have been checked (check_source,
-    check_codes). Each answer is the one can_contact gives alone."""
-    if not questions:
-        return []
-    with one_publication(conn):
-        if not relation_exists(conn, "consent", "client_xref"):
-            return [None] * len(questions)
-        columns = list(
-            zip(
-                *(
-                    (q.source, q.record, q.purpose, q.channel, q.partner_code, q.at)
-                    for q in questions
-                ),
-                strict=True,
-            )
+#: relations that, once they exist, stay (published names are views kept across publications)
+_SEEN: set[tuple[str, str]] = set()
+
+
+def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    if (schema, name) in _SEEN:
+        return True
+    if relation_exists(conn, schema, name):
+        _SEEN.add((schema, name))
+        return True
+    return False
+
+
+@cache
+def _answers_statement(key_events: tuple[str, str], logged: bool) -> str:
+    """The answering statement as text (composed once per process: the server prepares it)."""
+    return (
+        sql.SQL(_ANSWERS)
+        .format(
+            key_events=sql.Identifier(*key_events),
+            log=sql.SQL(_LOG if logged else ""),
+            pending=sql.SQL(API_BASIS_PREFIX),
+            skip=sql.Literal(len(API_BASIS_PREFIX) + 1),
+            covering=sql.SQL(_COVERING),
+            overlay=sql.SQL(_OVERLAY),
         )
-        statement = sql.SQL(
-            """
-            with q as (
-                select * from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                     %s::timestamptz[])
-                    with ordinality as q(source, record, purpose, channel, partner_code, at, n)
-            ),
-            s as (
-                select q.*, x.client_id, st.status, st.valid_from, st.valid_to,
-                       st.basis_event_id
-                from q
-                left join consent.client_xref x
-                    on x.source = q.source and x.source_record_id = q.record
-                left join lateral consent.consent_status_at(
-                    x.client_id, q.purpose, q.channel, q.partner_code, q.at) st
-                    on x.client_id is not null
-            )
-            select s.n, s.client_id, s.status, s.valid_from, s.valid_to,
-                   case when s.status = 'granted' then ({grants})
-                        when s.status = 'none' or s.status is null then '{{}}'::text[]
-                        else array[s.basis_event_id] end as basis_ids
-            from s order by s.n
-            """
-        ).format(grants=sql.SQL(_GRANTS_HOLDING).format(key_events=_key_events(conn)))
-        rows = conn.execute(statement, [list(c) for c in columns]).fetchall()
-        ids = sorted({i for row in rows for i in row[5] or ()})
-        events = _basis_events(conn, ids)
+        .as_string(None)
+    )
+
+
+def _answers_params(questions: list[Question], access: tuple[str, str] | None) -> dict:
+    params = {
+        "s": [q.source for q in questions],
+        "r": [q.record for q in questions],
+        "p": [q.purpose for q in questions],
+        "c": [q.channel for q in questions],
+        "pc": [q.partner_code for q in questions],
+        "at": [q.at for q in questions],
+    }
+    if access:
+        params["key"], params["endpoint"] = access
+    return params
+
+
+def _answers_of(questions: list[Question], rows: list[tuple]) -> list[Answer | None]:
     answers: list[Answer | None] = []
-    for question, (_, client_id, status, valid_from, valid_to, basis_ids) in zip(
+    for question, (_, client_id, status, valid_from, valid_to, basis) in zip(
         questions, rows, strict=True
     ):
         if client_id is None:
             answers.append(None)
             continue
-        answer = Answer(
-            allowed=status == "granted",
-            status=status,
-            client_id=client_id,
-            purpose=question.purpose,
-            channel=question.channel,
-            partner_code=question.partner_code,
-            at=_iso(question.at),
-            valid_from=_iso(valid_from),
-            valid_to=_iso(valid_to),
+        answers.append(
+            Answer(
+                allowed=status == "granted",
+                status=status,
+                client_id=client_id,
+                purpose=question.purpose,
+                channel=question.channel,
+                partner_code=question.partner_code,
+                at=_iso(question.at),
+                valid_from=_iso(valid_from),
+                valid_to=_iso(valid_to),
+                basis=[_basis_of(event) for event in basis],
+            )
         )
-        answer.basis = sorted(
-            (events[i] for i in basis_ids if i in events),
-            key=lambda b: (b.effective_at, b.event_id),
-        )
-        answers.append(answer)
     return answers
 
 
-def _basis_events(conn: psycopg.Connection, ids: list[str]) -> dict[str, Basis]:
-    """The events (and received API revocations) with these ids, as Basis, by id."""
-    found: dict[str, Basis] = {}
-    received = [i for i in ids if i.startswith(API_BASIS_PREFIX)]
-    for basis_id in received:
-        for basis in _received_basis(conn, basis_id.removeprefix(API_BASIS_PREFIX)):
-            found[basis_id] = basis
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "select event_id, source, source_record_id, action, effective_at, valid_until, "
-            "evidence_url, evidence_level, process, detail from consent.consent_event "
-            "where event_id = any(%s)",
-            ([i for i in ids if not i.startswith(API_BASIS_PREFIX)],),
-        ).fetchall()
-    for row in rows:
-        found[row["event_id"]] = Basis(
-            **{
-                **row,
-                "effective_at": _iso(row["effective_at"]),
-                "valid_until": _iso(row["valid_until"]),
-            }
+def can_contact_many(
+    conn: psycopg.Connection,
+    questions: list[Question],
+    *,
+    access: tuple[str, str] | None = None,
+) -> list[Answer | None]:
+    """The answers to many questions in their order, in one statement whatever their number
+    (None: the record is unknown). The codes must have been checked (check_source,
+    check_codes). `access`: (key name, endpoint), to log each question in
+    consent.api_access_log in the same statement (the API)."""
+    if not questions:
+        return []
+    if not _exists(conn, "consent", "client_xref"):
+        return [None] * len(questions)
+    statement = _answers_statement(_key_events(conn), access is not None)
+    rows = conn.execute(statement, _answers_params(questions, access)).fetchall()
+    return _answers_of(questions, rows)
+
+
+async def can_contact_many_async(
+    conn: psycopg.AsyncConnection,
+    questions: list[Question],
+    *,
+    access: tuple[str, str] | None = None,
+) -> list[Answer | None]:
+    """can_contact_many on an asyncio connection (the API): the same statement, the same
+    answers."""
+    if not questions:
+        return []
+    if ("consent", "client_xref") not in _SEEN:
+        cursor = await conn.execute(
+            "select to_regclass('consent.client_xref'), to_regclass('consent.consent_key_event')"
         )
-    return found
+        xref, key_events = await cursor.fetchone()
+        if xref is None:
+            return [None] * len(questions)
+        _SEEN.add(("consent", "client_xref"))
+        if key_events is not None:
+            _SEEN.add(("consent", "consent_key_event"))
+    key_events = (
+        ("consent", "consent_key_event")
+        if ("consent", "consent_key_event") in _SEEN
+        else ("staging", "int_consent_key_events")
+    )
+    statement = _answers_statement(key_events, access is not None)
+    cursor = await conn.execute(statement, _answers_params(questions, access))
+    return _answers_of(questions, await cursor.fetchall())
 
 
-def _key_events(conn: psycopg.Connection) -> sql.Composable:
+def _basis_of(event: dict) -> Basis:
+    """A deciding event as json_agg gave it (instants as text), in the answer's form."""
+    return Basis(
+        **{
+            **event,
+            "effective_at": _iso(_instant(event["effective_at"])),
+            "valid_until": _iso(_instant(event["valid_until"])),
+        }
+    )
+
+
+def _instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _key_events(conn: psycopg.Connection) -> tuple[str, str]:
     """The events by concrete key: the published ones (consent.consent_key_event), or, on a
     database whose models were built by hand (`dbt build`, no publication), dbt's own."""
-    if relation_exists(conn, "consent", "consent_key_event"):
-        return sql.Identifier("consent", "consent_key_event")
-    return sql.Identifier("staging", "int_consent_key_events")
-
-
-def _basis(conn, client_id, purpose, channel, partner_code, at, status, basis_id) -> list[Basis]:
-    """The deciding events: every grant holding a granted consent open, else the one event."""
-    if status == "none":
-        return []
-    if status == "granted":
-        ids = [
-            row[0]
-            for row in conn.execute(
-                sql.SQL(
-                    """
-                with last_revocation as (
-                    select max(effective_at) as at from {key_events}
-                    where client_id = %(c)s and purpose = %(p)s and channel = %(ch)s
-                      and partner_code = %(pc)s and action in ('revoke', 'restrict')
-                      and effective_at <= %(at)s
-                )
-                -- a channel-uniform group's grants are stored once, under channel `any`
-                select event_id from {key_events}, last_revocation r
-                where client_id = %(c)s and purpose = %(p)s and channel in (%(ch)s, 'any')
-                  and partner_code = %(pc)s and action = 'grant'
-                  and effective_at <= %(at)s and ends_at > %(at)s
-                  and (r.at is null or effective_at > r.at)
-                order by effective_at, event_id
-                """
-                ).format(key_events=_key_events(conn)),
-                {"c": client_id, "p": purpose, "ch": channel, "pc": partner_code, "at": at},
-            )
-        ]
-    elif basis_id and basis_id.startswith(API_BASIS_PREFIX):
-        return _received_basis(conn, basis_id.removeprefix(API_BASIS_PREFIX))
-    else:
-        ids = [basis_id]
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "select event_id, source, source_record_id, action, effective_at, valid_until, "
-            "evidence_url, evidence_level, process, detail from consent.consent_event "
-            "where event_id = any(%s) order by effective_at, event_id",
-            (ids,),
-        ).fetchall()
-    return [
-        Basis(
-            **{
-                **row,
-                "effective_at": _iso(row["effective_at"]),
-                "valid_until": _iso(row["valid_until"]),
-            }
-        )
-        for row in rows
-    ]
-
-
-#: the basis of a status the overlay of received API revocations decided (consent_status_at)
-API_BASIS_PREFIX = "api-pending:"
-
-
-def _received_basis(conn: psycopg.Connection, revocation_id: str) -> list[Basis]:
-    """A revocation received through the API and not folded by a run yet, as its basis."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "select revocation_id, source, source_record_id, client_id, received_at, "
-            "received_via, evidence_url from consent.api_revocation where revocation_id = %s",
-            (revocation_id,),
-        ).fetchone()
-    if row is None:
-        return []
-    return [
-        Basis(
-            event_id=API_BASIS_PREFIX + row["revocation_id"],
-            source="api",
-            source_record_id=row["revocation_id"],
-            action="revoke",
-            effective_at=_iso(row["received_at"]),
-            valid_until=None,
-            evidence_url=row["evidence_url"],
-            evidence_level="api_request",
-            process="api_request",
-            detail=f"revocation received through the API ({row['received_via']}), "
-            "not yet folded by a run",
-        )
-    ]
+    if _exists(conn, "consent", "consent_key_event"):
+        return ("consent", "consent_key_event")
+    return ("staging", "int_consent_key_events")
 
 
 SEGMENT_CATEGORIES = {

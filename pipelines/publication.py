@@ -45,6 +45,7 @@ from dagster import DagsterError
 from psycopg import sql
 
 from pipelines.api.tables import ensure_api_tables, ensure_pending_view
+from pipelines.overlay import overlaid, pending_covering
 from sources.schema import relation_exists
 
 log = logging.getLogger(__name__)
@@ -86,33 +87,25 @@ comment on column consent.publication.stored_in is
 """
 
 # The generation's status, with the revocations received through the API and not yet folded
-# into consent_event overlaid fail-safe (pipelines/api/tables.py): from its receipt on, a
-# pending revocation covering the key makes it `revoked` (a restriction stays `restricted`), its
-# basis `api-pending:<revocation_id>`. Once a run has folded it, the derived history decides alone.
-STATUS_FUNCTION = """
+# into consent_event overlaid fail-safe (pipelines/overlay.py, the one owner of that rule).
+STATUS_FUNCTION = (
+    """
 create or replace function consent.consent_status_at(
     p_client_id text, p_purpose text, p_channel text, p_partner_code text, p_at timestamptz
 ) returns table (status text, valid_from timestamptz, valid_to timestamptz, basis_event_id text)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $fn$
-    select case when r.revocation_id is null or d.status = 'restricted' then d.status
-                else 'revoked' end,
-           case when r.revocation_id is null or d.status = 'restricted' then d.valid_from
-                else r.received_at end,
-           case when r.revocation_id is null or d.status = 'restricted' then d.valid_to end,
-           case when r.revocation_id is null or d.status = 'restricted' then d.basis_event_id
-                else 'api-pending:' || r.revocation_id end
+    select """
+    + overlaid(status="d.status", valid_from="d.valid_from", valid_to="d.valid_to",
+               basis="d.basis_event_id").replace("{", "{{").replace("}", "}}")
+    + """
     from {}.consent_status_at(p_client_id, p_purpose, p_channel, p_partner_code, p_at) d
-    left join lateral (
-        select p.revocation_id, p.received_at
-        from consent.pending_api_revocations p
-        where p.client_id = p_client_id and p.received_at <= p_at
-          and p_purpose = any(p.purposes)
-          and (p_channel = any(p.channels) or 'any' = any(p.channels))
-        order by p.received_at desc, p.revocation_id
-        limit 1
-    ) r on true
+    left join lateral ("""
+    + pending_covering(client="p_client_id", at="p_at", purpose="p_purpose",
+                       channel="p_channel").replace("{", "{{").replace("}", "}}")
+    + """) r on true
 $fn$
 """
+)  # fmt: skip
 # the generation's schemas are the owner's alone, hence security definer; so only the roles that
 # may read consent_history may call it (PostgreSQL lets PUBLIC execute a new function)
 STATUS_FUNCTION_GRANTS = """

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from pipelines.api.errors import ApiError
 from pipelines.api.keys import digest, key_of
@@ -26,16 +26,17 @@ class Caller:
     role: str
 
 
-def connection(request: Request) -> Iterator[psycopg.Connection]:
-    """A connection from the app's pool (autocommit; answers open their own transaction)."""
-    with request.app.state.pool.connection() as conn:
-        yield conn
+def pooled(request: Request):
+    """A connection from the app's pool (autocommit; answers open their own transaction), for
+    the body of a sync endpoint: taken and given back in the one worker thread that runs it.
+
+    Not a FastAPI dependency on purpose: a sync generator dependency runs in one thread and the
+    endpoint in another, so with every thread of the pool waiting for a connection, the
+    requests holding the connections would wait for a thread forever."""
+    return request.app.state.pool.connection()
 
 
-Connection = Annotated[psycopg.Connection, Depends(connection)]
-
-
-def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+async def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <API key>")
     cache: dict[str, tuple[float, Caller | None]] = request.app.state.key_cache
@@ -43,8 +44,8 @@ def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) 
     hit = cache.get(key)
     now = time.monotonic()
     if hit is None or hit[0] < now:
-        with request.app.state.pool.connection() as conn:
-            found = key_of(conn, credentials.credentials)
+        # a database round trip only when the key is new to this worker or its entry is old
+        found = await run_in_threadpool(_lookup, request.app.state.pool, credentials.credentials)
         hit = (now + KEY_CACHE_SECONDS, Caller(*found) if found else None)
         cache[key] = hit
     if hit[1] is None:
@@ -52,14 +53,20 @@ def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) 
     return hit[1]
 
 
-def allow(*roles: str):
-    """A dependency: the caller, if its key's role is one of `roles` (else 401 or 403)."""
+def _lookup(pool, key: str) -> tuple[str, str] | None:
+    with pool.connection() as conn:
+        return key_of(conn, key)
 
-    def dependency(
+
+def allow(*roles: str):
+    """A dependency: the caller, if its key's role is one of `roles` (else 401 or 403). Async:
+    a known key costs no thread and no connection."""
+
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        caller = _caller(request, credentials)
+        caller = await _caller(request, credentials)
         if caller.role not in roles:
             raise ApiError(
                 403,

@@ -49,8 +49,12 @@ class StateCollector:
 
     def collect(self):
         pool = getattr(self.app.state, "pool", None)
+        apool = getattr(self.app.state, "apool", None)
         if pool is not None:
             stats = pool.get_stats()
+            if apool is not None:
+                for key, value in apool.get_stats().items():
+                    stats[key] = stats.get(key, 0) + value
             for name, key, text in (
                 ("consent_api_pool_size", "pool_size", "connections in this worker's pool"),
                 ("consent_api_pool_available", "pool_available", "idle connections"),

@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from pipelines import answers
-from pipelines.api.deps import Caller, Connection, allow, log_access
+from pipelines.api.deps import Caller, allow
 from pipelines.api.errors import ApiError
 from pipelines.api.models import (
     NO_NUL,
@@ -35,14 +36,21 @@ def _question(source, record, purpose, channel, at, partner) -> answers.Question
     return answers.Question(source, record, purpose, channel, answers.parse_instant(at), partner)
 
 
+async def _answers(request: Request, questions: list[answers.Question], access: tuple[str, str]):
+    """The answers (and their access log rows, written by the same statement), on the event
+    loop's pool."""
+    async with request.app.state.apool.connection() as conn:
+        return await answers.can_contact_many_async(conn, questions, access=access)
+
+
 @router.get(
     "/can-contact",
     response_model=CanContactAnswer,
     responses={**ERRORS, 404: {"model": ErrorBody}},
     summary="May we contact this person on this channel for this purpose",
 )
-def can_contact(
-    conn: Connection,
+async def can_contact(
+    request: Request,
     caller: Annotated[Caller, Depends(allow("system", "marketing", "dpo"))],
     source: Annotated[Source, Query(description="The source of the record")],
     record: Annotated[str, Query(description="The record id in that source", pattern=NO_NUL)],
@@ -54,19 +62,16 @@ def can_contact(
     partner: Annotated[
         str, Query(description="Partner code, for partner consents", pattern=NO_NUL)
     ] = "",
-) -> dict:
+):
+    # async all the way: one statement on the event loop's pool, no thread
     try:
         q = _question(source, record, purpose, channel, at.isoformat() if at else None, partner)
-        answer = answers.can_contact(
-            conn, q.source, q.record, q.purpose, q.channel, q.at, q.partner_code
-        )
-    except answers.UnknownRecord as error:
-        log_access(conn, caller, "can-contact", [(None, source, record, 404)])
-        raise ApiError(404, "unknown_record", str(error)) from error
     except answers.AnswerError as error:
         raise ApiError(422, "invalid_request", str(error)) from error
-    log_access(conn, caller, "can-contact", [(answer.client_id, source, record, 200)])
-    return answer.as_dict()
+    (answer,) = await _answers(request, [q], (caller.name, "can-contact"))
+    if answer is None:
+        raise ApiError(404, "unknown_record", f"no {source} record {record!r} is known")
+    return JSONResponse(answer.as_dict())
 
 
 @router.post(
@@ -75,36 +80,29 @@ def can_contact(
     responses=ERRORS,
     summary="Many questions at once (up to 10,000), answers in the same order",
 )
-def can_contact_many(
-    conn: Connection,
+async def can_contact_many(
+    request: Request,
     caller: Annotated[Caller, Depends(allow("system", "marketing", "dpo"))],
     body: Questions,
-) -> dict:
+):
     results: list[dict | None] = [None] * len(body.questions)
     checked: list[tuple[int, answers.Question]] = []
     for n, item in enumerate(body.questions):
         try:
             checked.append(
-                (
-                    n,
-                    _question(
-                        item.source, item.record, item.purpose, item.channel, item.at, item.partner
-                    ),
-                )
-            )
+                (n, _question(item.source, item.record, item.purpose, item.channel, item.at,
+                              item.partner))
+            )  # fmt: skip
         except answers.AnswerError as error:
             results[n] = {"error": "invalid_question", "detail": str(error)}
-    found = answers.can_contact_many(conn, [q for _, q in checked])
-    log = []
+    found = await _answers(request, [q for _, q in checked], (caller.name, "can-contact-batch"))
     for (n, q), answer in zip(checked, found, strict=True):
-        if answer is None:
-            results[n] = {
+        results[n] = (
+            answer.as_dict()
+            if answer is not None
+            else {
                 "error": "unknown_record",
                 "detail": f"no {q.source} record {q.record!r} is known",
             }
-            log.append((None, q.source, q.record, 404))
-        else:
-            results[n] = answer.as_dict()
-            log.append((answer.client_id, q.source, q.record, 200))
-    log_access(conn, caller, "can-contact-batch", log)
-    return {"answers": results}
+        )
+    return JSONResponse({"answers": results})

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipelines import answers
 from pipelines.api import changes
-from pipelines.api.deps import Caller, Connection, allow
+from pipelines.api.deps import Caller, allow, pooled
 from pipelines.api.errors import ApiError
 from pipelines.api.models import Acknowledgement, AcknowledgementReceipt, Changes, ErrorBody
 
@@ -59,12 +59,13 @@ async def read_changes(
     summary="A downstream system applied every change up to an id",
 )
 def acknowledge(
-    conn: Connection,
+    request: Request,
     caller: Annotated[Caller, Depends(allow("system", "dpo"))],
     body: Acknowledgement,
 ) -> dict:
     try:
-        return changes.acknowledge(conn, caller.name, body.system, body.up_to_change_id)
+        with pooled(request) as conn:
+            return changes.acknowledge(conn, caller.name, body.system, body.up_to_change_id)
     except changes.BeyondTheFeed as error:
         raise ApiError(409, "beyond_the_feed", str(error)) from error
     except answers.AnswerError as error:

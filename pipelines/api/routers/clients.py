@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from pipelines import answers, client_search, clients
-from pipelines.api.deps import Caller, Connection, allow, log_access
+from pipelines.api.deps import Caller, allow, log_access, pooled
 from pipelines.api.errors import ApiError
 from pipelines.api.models import NO_NUL, ErrorBody
 
@@ -28,7 +28,6 @@ ERRORS = {
 )
 def search(
     request: Request,
-    conn: Connection,
     caller: Annotated[Caller, Depends(allow("dpo"))],
     last_name: Annotated[str | None, Query(pattern=NO_NUL)] = None,
     first_name: Annotated[str | None, Query(pattern=NO_NUL)] = None,
@@ -42,11 +41,13 @@ def search(
     question = client_search.Question(
         last_name, first_name, middle_name, birth_date, phone, email, passport
     )
-    try:
-        found = client_search.search(conn, request.app.state.settings, question)
-    except answers.AnswerError as error:
-        raise ApiError(422, "invalid_request", str(error)) from error
-    log_access(conn, caller, "clients/search", [(c["client_id"], None, None, 200) for c in found])
+    with pooled(request) as conn:
+        try:
+            found = client_search.search(conn, request.app.state.settings, question)
+        except answers.AnswerError as error:
+            raise ApiError(422, "invalid_request", str(error)) from error
+        rows = [(c["client_id"], None, None, 200) for c in found]
+        log_access(conn, caller, "clients/search", rows)
     return {"candidates": found, "fields": question.given()}
 
 
@@ -54,21 +55,22 @@ def search(
     "/{client_id}", responses=ERRORS, summary="The golden client, its records, its consents"
 )
 def client(
-    conn: Connection,
+    request: Request,
     caller: Annotated[Caller, Depends(allow("dpo"))],
     client_id: Annotated[str, Path(pattern=NO_NUL)],
     at: Annotated[datetime | None, Query(description="ISO 8601 instant; default now")] = None,
 ) -> dict:
-    try:
-        card = clients.client_card(
-            conn, client_id, answers.parse_instant(at.isoformat() if at else None)
-        )
-    except answers.UnknownRecord as error:
-        log_access(conn, caller, "clients", [(client_id, None, None, 404)])
-        raise ApiError(404, "unknown_client", str(error)) from error
-    except answers.AnswerError as error:
-        raise ApiError(422, "invalid_request", str(error)) from error
-    log_access(conn, caller, "clients", [(client_id, None, None, 200)])
+    with pooled(request) as conn:
+        try:
+            card = clients.client_card(
+                conn, client_id, answers.parse_instant(at.isoformat() if at else None)
+            )
+        except answers.UnknownRecord as error:
+            log_access(conn, caller, "clients", [(client_id, None, None, 404)])
+            raise ApiError(404, "unknown_client", str(error)) from error
+        except answers.AnswerError as error:
+            raise ApiError(422, "invalid_request", str(error)) from error
+        log_access(conn, caller, "clients", [(client_id, None, None, 200)])
     return card
 
 
@@ -76,14 +78,15 @@ def client(
     "/{client_id}/history", responses=ERRORS, summary="Every consent interval and its basis"
 )
 def history(
-    conn: Connection,
+    request: Request,
     caller: Annotated[Caller, Depends(allow("dpo"))],
     client_id: Annotated[str, Path(pattern=NO_NUL)],
 ) -> dict:
-    try:
-        found = clients.client_history(conn, client_id)
-    except answers.UnknownRecord as error:
-        log_access(conn, caller, "clients/history", [(client_id, None, None, 404)])
-        raise ApiError(404, "unknown_client", str(error)) from error
-    log_access(conn, caller, "clients/history", [(client_id, None, None, 200)])
+    with pooled(request) as conn:
+        try:
+            found = clients.client_history(conn, client_id)
+        except answers.UnknownRecord as error:
+            log_access(conn, caller, "clients/history", [(client_id, None, None, 404)])
+            raise ApiError(404, "unknown_client", str(error)) from error
+        log_access(conn, caller, "clients/history", [(client_id, None, None, 200)])
     return found

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from pipelines.api.deps import Connection
+from pipelines.api.deps import pooled
 from pipelines.api.models import Health
 from pipelines.publication import relation_exists
 
@@ -21,6 +21,7 @@ def published(conn) -> tuple[str | None, object]:
 
 
 @router.get("/health", response_model=Health, summary="Liveness and the published run")
-def health(conn: Connection) -> Health:
-    run, at = published(conn)
+def health(request: Request) -> Health:
+    with pooled(request) as conn:
+        run, at = published(conn)
     return Health(status="ok", published_run=run, published_at=at)

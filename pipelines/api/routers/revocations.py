@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from pipelines import answers
 from pipelines.api import revocations
-from pipelines.api.deps import Caller, Connection, allow, log_access
+from pipelines.api.deps import Caller, allow, log_access, pooled
 from pipelines.api.errors import ApiError
 from pipelines.api.models import (
     ErrorBody,
@@ -36,29 +36,27 @@ router = APIRouter(prefix="/v1", tags=["revocations"])
     summary="Receive a revocation (idempotent by request_id)",
 )
 def revoke(
-    conn: Connection,
+    request: Request,
     caller: Annotated[Caller, Depends(allow("system", "dpo"))],
     body: RevocationByRecord | RevocationByClient,
 ):
-    request = revocations.RevocationRequest(**body.model_dump())
+    asked = revocations.RevocationRequest(**body.model_dump())
     source = getattr(body, "source", None)
     record = getattr(body, "record", None)
-    try:
-        receipt = revocations.receive(conn, caller.name, request)
-    except answers.UnknownRecord as error:
-        log_access(conn, caller, "revocations", [(request.client_id, None, None, 404)])
-        raise ApiError(404, "unknown_client", str(error)) from error
-    except revocations.RevocationConflict as error:
-        raise ApiError(409, "request_id_reused", str(error)) from error
-    except answers.AnswerError as error:
-        raise ApiError(422, "invalid_request", str(error)) from error
-    status = 201 if receipt.created else 200
-    log_access(
-        conn,
-        caller,
-        "revocations",
-        [(receipt.receipt["client_id"], source, record, status)],
-    )
+    with pooled(request) as conn:
+        try:
+            receipt = revocations.receive(conn, caller.name, asked)
+        except answers.UnknownRecord as error:
+            log_access(conn, caller, "revocations", [(asked.client_id, None, None, 404)])
+            raise ApiError(404, "unknown_client", str(error)) from error
+        except revocations.RevocationConflict as error:
+            raise ApiError(409, "request_id_reused", str(error)) from error
+        except answers.AnswerError as error:
+            raise ApiError(422, "invalid_request", str(error)) from error
+        status = 201 if receipt.created else 200
+        log_access(
+            conn, caller, "revocations", [(receipt.receipt["client_id"], source, record, status)]
+        )
     content = RevocationReceipt(
         revocation_id=receipt.revocation_id,
         effective_from=receipt.effective_from,
