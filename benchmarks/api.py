@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import socket
 import subprocess
@@ -45,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -56,13 +55,12 @@ from benchmarks.common import (
     Verification,
     benchmark_parser,
     feed_parameters,
-    generate_feeds,
     generation_figures,
     record_and_finish,
     scratch_database,
     server_version,
 )
-from benchmarks.daily import write_daily_batch
+from benchmarks.daily import generated_installation, write_daily_batch
 
 CONSENT_CENTER = str(Path(sys.executable).parent / "consent-center")
 PURPOSES = ("marketing", "processing", "third_party_transfer")
@@ -278,6 +276,10 @@ def during_run(base, key, records, env, run_args, seed: int) -> tuple[dict, dict
         except RuntimeError as error:
             outcome["ok"], outcome["error"] = False, str(error)[-500:]
         outcome["seconds"] = time.monotonic() - began
+        with psycopg.connect(env["CONSENT_DATABASE_URL"]) as conn:
+            (outcome["published_at"],) = conn.execute(
+                "select extract(epoch from max(published_at)) from consent.publication"
+            ).fetchone()
         done.set()
 
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
@@ -329,21 +331,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="consent-api-") as scratch, scratch_database() as url:
         root = Path(scratch)
-        generated = root / "generated"
-        generation = generate_feeds(generated, clients=args.clients, seed=args.seed)
-        landing = root / "landing"
-        landing.mkdir()
-        for source in ("catalog", "crm", "web", "helpdesk", "partner"):
-            os.rename(generated / source, landing / source)
-        last = max(p.name for p in landing.glob("*/*") if p.is_dir())
-        day = date.fromisoformat(last[:10]) + timedelta(days=7)
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "CONSENT_NOW"},
-            "CONSENT_HOME": str(root / "home"),
-            "CONSENT_LANDING_DIR": str(landing),
-            "CONSENT_DATABASE_URL": url,
-            "COLUMNS": "200",
-        }
+        generation, landing, day, env = generated_installation(root, url, args)
         began = time.monotonic()
         _cli(env, "run")
         full_run_s = time.monotonic() - began
@@ -442,20 +430,13 @@ def main() -> None:
                         refresh_poll.get("error"))  # fmt: skip
             check.equal("no error reached a caller during the full refresh",
                         refresh_load["errors"], 0)  # fmt: skip
-            with psycopg.connect(url) as conn:
-                published = [
-                    float(r[0])
-                    for r in conn.execute(
-                        "select extract(epoch from published_at) from consent.publication "
-                        "order by published_at desc limit 2"
-                    )
-                ]
             # the daily run's changes wake the long-poll; the full refresh publishes the same
             # state, so it tells no change at all
             woke = daily_poll.get("woke_at")
             check.check("the long-poll woke with the daily run's changes", woke is not None,
                         daily_poll)  # fmt: skip
-            wake = {"daily_run": round(woke - published[-1], 2) if woke else None}
+            at = float(daily_poll.get("published_at") or 0)
+            wake = {"daily_run": round(woke - at, 2) if woke else None}
             check.equal("the full refresh tells no change", refresh_poll.get("changes"), None)
             with httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {keys['system']}"}

@@ -284,6 +284,29 @@ def write_daily_batch(conn: psycopg.Connection, landing: Path, share: float, day
     return {"rows": written, "sample_clients": sample, "letters": [r[0] for r in letters]}
 
 
+def generated_installation(root: Path, url: str, args) -> tuple[dict, Path, date, dict]:
+    """Feeds generated for --clients and --seed into `root/landing`, and the environment of an
+    installation over them and `url` (CONSENT_HOME under `root`, the real clock): the
+    generation's figures, the landing zone, the day after its last batch plus a week (when
+    the benchmarks' daily batch lands) and the environment."""
+    generated = root / "generated"
+    generation = generate_feeds(generated, clients=args.clients, seed=args.seed)
+    landing = root / "landing"
+    landing.mkdir()
+    for source in ("catalog", "crm", "web", "helpdesk", "partner"):
+        os.rename(generated / source, landing / source)
+    last = max(p.name for p in landing.glob("*/*") if p.is_dir())
+    day = date.fromisoformat(last[:10]) + timedelta(days=7)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "CONSENT_NOW"},
+        "CONSENT_HOME": str(root / "home"),
+        "CONSENT_LANDING_DIR": str(landing),
+        "CONSENT_DATABASE_URL": url,
+        "COLUMNS": "200",
+    }
+    return generation, landing, day, env
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__.splitlines()[0], feeds=False)
     parser.add_argument("--share", type=float, default=0.01, help="share of clients touched")
@@ -292,22 +315,7 @@ def main() -> None:
     started_at = datetime.now(UTC)
     check = Verification()
     with tempfile.TemporaryDirectory(prefix="consent-daily-") as scratch, scratch_database() as url:
-        root = Path(scratch)
-        generated = root / "generated"
-        generation = generate_feeds(generated, clients=args.clients, seed=args.seed)
-        landing = root / "landing"
-        landing.mkdir()
-        for source in ("catalog", "crm", "web", "helpdesk", "partner"):
-            os.rename(generated / source, landing / source)
-        last = max(p.name for p in landing.glob("*/*") if p.is_dir())
-        day = date.fromisoformat(last[:10]) + timedelta(days=7)
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "CONSENT_NOW"},
-            "CONSENT_HOME": str(root / "home"),
-            "CONSENT_LANDING_DIR": str(landing),
-            "CONSENT_DATABASE_URL": url,
-            "COLUMNS": "200",
-        }
+        generation, landing, day, env = generated_installation(Path(scratch), url, args)
         full_at = f"{day.isoformat()}T00:00:00+03:00"
         daily_at = f"{(day + timedelta(days=1)).isoformat()}T00:00:00+03:00"
         full, full_s, full_mem = run_measured(cli_run, {**env, "CONSENT_NOW": full_at}, pg_url=url)

@@ -301,7 +301,42 @@ def _daily_row(r: dict) -> list[str]:
     ]
 
 
+API_HEADER = [
+    "clients",
+    "single can-contact, 50 callers at 500/s: p50 / p99",
+    "single, as fast as answered: per second (p99)",
+    "batch of 10,000: seconds",
+    "revocation POST: per second (p99)",
+    "during the daily run: p99, errors",
+    "during the full refresh: p99, errors",
+]
+
+
+def _latency(phase: dict) -> str:
+    return f"{s(phase['p50_ms'])} / {s(phase['p99_ms'])} ms"
+
+
+def _api_row(r: dict) -> list[str]:
+    phases = r["figures"]["phases"]
+    single = phases["single_can_contact_500_per_s"]
+    ceiling = phases["single_can_contact_closed_loop"]
+    batch = phases["batch_can_contact_10000"]
+    revoke = phases["revocation_post"]
+    daily = phases["single_during_daily_run"]
+    refresh = phases["single_during_full_refresh"]
+    return [
+        size_label(r),
+        f"{_latency(single)} ({s(single['per_second'], 0)}/s)",
+        f"{s(ceiling['per_second'], 0)} ({s(ceiling['p99_ms'])} ms)",
+        f"{batch['p50_ms'] / 1000:.2f} (p50), {batch['max_ms'] / 1000:.2f} (max)",
+        f"{s(revoke['per_second'], 0)} ({s(revoke['p99_ms'])} ms)",
+        f"{s(daily['p99_ms'])} ms, {daily['errors']} of {n(daily['requests'])}",
+        f"{s(refresh['p99_ms'])} ms, {refresh['errors']} of {n(refresh['requests'])}",
+    ]
+
+
 TABLES: dict[str, Callable[[list[dict]], str]] = {
+    "api": per_size_table("api", API_HEADER, _api_row),
     "load": per_size_table("load", LOAD_HEADER, _load_row),
     "generation": per_size_table("load", GENERATION_HEADER, _generation_row),
     "validation": per_size_table("validation", VALIDATION_HEADER, _validation_row),

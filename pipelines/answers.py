@@ -16,7 +16,12 @@ import psycopg
 from psycopg import sql
 
 from pipelines import overlay
-from pipelines.publication import one_publication, relation_exists
+from pipelines.publication import (
+    READERS_LOCK,
+    READERS_LOCK_SQL,
+    one_publication,
+    relation_exists,
+)
 from pipelines.settings import MOSCOW, consent_now
 
 PURPOSES = ("processing", "storage", "third_party_transfer", "marketing", "analytics")
@@ -166,8 +171,8 @@ with q as (
 ),
 k as (
     -- the status at the instant: the history's interval (consent.consent_status_at's own
-    -- rule, written out here so that the statement reads only views: a publication swaps them
-    -- all at once, so one statement reads one publication, no lock, no transaction)
+    -- rule, written out here so that the statement reads only views, which a publication
+    -- swaps all at once: the whole answer is this one statement)
     select q.*, x.client_id, coalesce(h.status, 'none') as derived_status,
            h.valid_from as derived_from, h.valid_to as derived_to, h.basis_event_id as derived_basis
     from q
@@ -319,7 +324,8 @@ def can_contact_many(
     if not _exists(conn, "consent", "client_xref"):
         return [None] * len(questions)
     statement = _answers_statement(_key_events(conn), access is not None)
-    rows = conn.execute(statement, _answers_params(questions, access)).fetchall()
+    with one_publication(conn):
+        rows = conn.execute(statement, _answers_params(questions, access)).fetchall()
     return _answers_of(questions, rows)
 
 
@@ -349,8 +355,21 @@ async def can_contact_many_async(
         else ("staging", "int_consent_key_events")
     )
     statement = _answers_statement(key_events, access is not None)
-    cursor = await conn.execute(statement, _answers_params(questions, access))
-    return _answers_of(questions, await cursor.fetchall())
+    # one round trip: a transaction holding the readers' shared lock (a publication takes it
+    # exclusively for its swap: this answer waits there holding no lock on any view, so a swap
+    # is never starved by a stream of answers) around the statement, pipelined. Written out,
+    # not with conn.transaction(), which syncs the pipeline at its start and end
+    try:
+        async with conn.pipeline():
+            await conn.execute("begin")
+            await conn.execute(READERS_LOCK_SQL, (READERS_LOCK,))
+            cursor = await conn.execute(statement, _answers_params(questions, access))
+            await conn.execute("commit")
+        rows = await cursor.fetchall()
+    except BaseException:
+        await conn.rollback()
+        raise
+    return _answers_of(questions, rows)
 
 
 def _basis_of(event: dict) -> Basis:

@@ -45,7 +45,13 @@ from dagster import DagsterError
 from psycopg import sql
 
 from pipelines.api.tables import ensure_api_tables, ensure_pending_view
-from pipelines.overlay import overlaid, pending_covering
+from pipelines.overlay import (
+    GOLDEN_CONSENT_VIEW,
+    PENDING_KEYS_FUNCTION,
+    PENDING_KEYS_GRANTS,
+    overlaid,
+    pending_covering,
+)
 from sources.schema import relation_exists
 
 log = logging.getLogger(__name__)
@@ -124,13 +130,14 @@ STATUS_FUNCTION_COMMENT = (
 #: for their transaction; a publication takes it exclusively for the moment of its swap, so such
 #: an answer reads one generation from its first statement to its last
 READERS_LOCK = "consent-center:published-state"
+READERS_LOCK_SQL = "select pg_advisory_xact_lock_shared(hashtext(%s))"
 
 
 @contextlib.contextmanager
 def one_publication(conn: psycopg.Connection) -> Iterator[None]:
     """Inside: every statement on `conn` reads the same publication (waits out a swap)."""
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (READERS_LOCK,))
+        conn.execute(READERS_LOCK_SQL, (READERS_LOCK,))
         yield
 
 
@@ -427,6 +434,12 @@ def _publish_whole(conn, generation: Generation, run_id, as_of, reason: str | No
     for name, target in INTERNAL_POINTERS.items():
         _point(conn, name, generation.staging, target)
     ensure_pending_view(conn)
+    conn.execute(PENDING_KEYS_FUNCTION)
+    conn.execute(
+        sql.SQL(GOLDEN_CONSENT_VIEW).format(
+            golden=sql.Identifier(generation.consent, "golden_consent")
+        )
+    )
     conn.execute(sql.SQL(STATUS_FUNCTION).format(sql.Identifier(generation.consent)))
     conn.execute(STATUS_FUNCTION_COMMENT)
     conn.execute("drop table if exists consent.golden_consent_published")
@@ -438,6 +451,7 @@ def _publish_whole(conn, generation: Generation, run_id, as_of, reason: str | No
     )
     apply_grants(conn)
     conn.execute(STATUS_FUNCTION_GRANTS)
+    conn.execute(PENDING_KEYS_GRANTS)
     return ids
 
 

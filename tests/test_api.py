@@ -303,6 +303,13 @@ def test_maria_revokes_in_her_account_and_the_very_next_question_is_refused_ever
             (client,),
         ).fetchone()[0]
         assert status == "revoked"
+        # marketing's own table for its campaigns says so too
+        golden = conn.execute(
+            "select status, basis_event_ids from consent.golden_consent where client_id = %s "
+            "and purpose = 'marketing' and channel = 'email' and partner_code = ''",
+            (client,),
+        ).fetchone()
+        assert golden[0] == "revoked" and golden[1] == [f"api-pending:{receipt['revocation_id']}"]
         # processing is not marketing: it stays as it was
         assert (
             conn.execute(

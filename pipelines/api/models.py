@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from pipelines import answers
+
 #: the codes of DESIGN sections 5 and 6 (pipelines/answers.py)
 Source = Literal["crm", "web", "helpdesk", "partner"]
 Purpose = Literal["processing", "storage", "third_party_transfer", "marketing", "analytics"]
@@ -30,30 +32,9 @@ class Health(BaseModel):
     published_at: datetime | None
 
 
-class BasisEvent(BaseModel):
-    event_id: str
-    source: str
-    source_record_id: str
-    action: str
-    effective_at: str
-    valid_until: str | None
-    evidence_url: str | None
-    evidence_level: str | None
-    process: str
-    detail: str | None
-
-
-class CanContactAnswer(BaseModel):
-    allowed: bool
-    status: Literal["granted", "revoked", "expired", "restricted", "none"]
-    client_id: str
-    purpose: str
-    channel: str
-    partner_code: str
-    at: str
-    valid_from: str | None
-    valid_to: str | None
-    basis: list[BasisEvent]
+#: the answer of `can-contact --json`: the answering layer's own dataclass, so that the
+#: document describes exactly what the CLI prints
+CanContactAnswer = answers.Answer
 
 
 class Question(BaseModel):
