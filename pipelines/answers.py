@@ -253,8 +253,12 @@ def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
     return False
 
 
+#: no revocation pending: a database whose models were built by hand, never published
+_NONE_PENDING = "select null::text as revocation_id, null::timestamptz as received_at where false"
+
+
 @cache
-def _answers_statement(key_events: tuple[str, str], logged: bool) -> str:
+def _answers_statement(key_events: tuple[str, str], logged: bool, pending: bool = True) -> str:
     """The answering statement as text (composed once per process: the server prepares it)."""
     return (
         sql.SQL(_ANSWERS)
@@ -263,7 +267,7 @@ def _answers_statement(key_events: tuple[str, str], logged: bool) -> str:
             log=sql.SQL(_LOG if logged else ""),
             pending=sql.SQL(API_BASIS_PREFIX),
             skip=sql.Literal(len(API_BASIS_PREFIX) + 1),
-            covering=sql.SQL(_COVERING),
+            covering=sql.SQL(_COVERING if pending else _NONE_PENDING),
             overlay=sql.SQL(_OVERLAY),
         )
         .as_string(None)
@@ -323,7 +327,11 @@ def can_contact_many(
         return []
     if not _exists(conn, "consent", "client_xref"):
         return [None] * len(questions)
-    statement = _answers_statement(_key_events(conn), access is not None)
+    statement = _answers_statement(
+        _key_events(conn),
+        access is not None,
+        _exists(conn, "consent", "pending_api_revocations"),
+    )
     with one_publication(conn):
         rows = conn.execute(statement, _answers_params(questions, access)).fetchall()
     return _answers_of(questions, rows)
@@ -349,12 +357,16 @@ async def can_contact_many_async(
         _SEEN.add(("consent", "client_xref"))
         if key_events is not None:
             _SEEN.add(("consent", "consent_key_event"))
+            # published: the overlay's view was made with the published names
+            _SEEN.add(("consent", "pending_api_revocations"))
     key_events = (
         ("consent", "consent_key_event")
         if ("consent", "consent_key_event") in _SEEN
         else ("staging", "int_consent_key_events")
     )
-    statement = _answers_statement(key_events, access is not None)
+    statement = _answers_statement(
+        key_events, access is not None, ("consent", "pending_api_revocations") in _SEEN
+    )
     # one round trip: a transaction holding the readers' shared lock (a publication takes it
     # exclusively for its swap: this answer waits there holding no lock on any view, so a swap
     # is never starved by a stream of answers) around the statement, pipelined. Written out,

@@ -144,3 +144,33 @@ def examples() -> Path:
     if not EXAMPLES.exists():
         pytest.fail(f"the worked-example landing zone is missing: {EXAMPLES}")
     return EXAMPLES
+
+
+# The test files whose fixtures or tests run the whole pipeline several times, heaviest first
+# (seconds on 2 cores, from the suite's --durations). pytest-xdist gives each worker a file at a
+# time in collection order (`--dist loadfile`): started first, the long files run side by side
+# while the short ones fill the gaps, instead of one long file running alone at the end. The
+# order within each file, and among the other files, stays pytest-randomly's.
+HEAVY_FIRST = (
+    "test_consistent_publishing",
+    "test_sample_data_guard",
+    "test_api",
+    "test_cli",
+    "test_identity_determinism",
+    "test_current_status",
+    "test_change_feed_files",
+    "test_clock",
+    "test_run_lock",
+    "test_access_logins",
+    "test_fresh_install",
+    "test_generated_feeds",
+    "test_depersonalisation",
+    "test_cli_answers",
+    "test_consent_stories",
+    "test_stop_means_stop_stories",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: random otherwise

@@ -77,12 +77,8 @@ def test_an_installation_with_history_never_gets_sample_data(database_url, examp
     assert list(default.iterdir()) == []
     assert _state(database_url) == before
 
-    # the same with CONSENT_LANDING_DIR pointing at a folder whose files were archived
-    for batch in [path for path in archive.glob("*/*") if path.is_dir()]:
-        shutil.rmtree(batch)
-    archived = _cli(_env(home, archive))
-    assert archived.returncode == 0 and "nothing new to load" in archived.stderr
-    assert not list(archive.glob("*/*")) and _state(database_url) == before
+    # (CONSENT_LANDING_DIR pointing at a folder whose files were archived takes the same path:
+    # an installation with history and no complete batch; one run of it is enough)
 
 
 def test_a_new_installation_generates_sample_feeds_first(database_url, tmp_path):

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from pipelines import answers
-from pipelines.api.deps import Caller, allow, log_access
+from pipelines.api.deps import Caller, allow
 from pipelines.api.errors import ApiError
 from pipelines.api.models import NO_NUL, Channel, ErrorBody, Purpose
 
@@ -35,12 +35,15 @@ def _segment(request: Request, caller: Caller, body: bytes, purpose, channel, at
             except answers.AnswerError as error:
                 # the CLI's messages name its file: here it is the request's body
                 raise answers.AnswerError(str(error).replace(str(path), "the body")) from error
-            rows = conn.execute(
-                "select client_id, source, source_record_id, "
+            # every person of the list in the access log, set-based (a list may be millions)
+            conn.execute(
+                "insert into consent.api_access_log "
+                "(key_name, endpoint, client_id, source, record_id, status_code) "
+                "select %s, 'segments', client_id, source, source_record_id, "
                 "case when result = 'unknown_record' then 404 else 200 end "
-                "from segment_result order by line_number"
-            ).fetchall()
-            log_access(conn, caller, "segments", rows)
+                "from segment_result order by line_number",
+                (caller.name,),
+            )
             if not as_csv:
                 return {"counts": result.counts, "total": result.total, "at": result.at}
             out = io.BytesIO()
