@@ -241,14 +241,20 @@ logged as (
 )"""
 
 #: relations that, once they exist, stay (published names are views kept across publications)
-_SEEN: set[tuple[str, str]] = set()
+_SEEN: set[tuple[str, str, str]] = set()
+
+
+def _database(conn) -> str:
+    """Which database a connection is on (the cache of relations seen is per database)."""
+    info = conn.info
+    return f"{info.host}:{info.port}/{info.dbname}"
 
 
 def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
-    if (schema, name) in _SEEN:
+    if (_database(conn), schema, name) in _SEEN:
         return True
     if relation_exists(conn, schema, name):
-        _SEEN.add((schema, name))
+        _SEEN.add((_database(conn), schema, name))
         return True
     return False
 
@@ -347,25 +353,26 @@ async def can_contact_many_async(
     answers."""
     if not questions:
         return []
-    if ("consent", "client_xref") not in _SEEN:
+    database = _database(conn)
+    if (database, "consent", "client_xref") not in _SEEN:
         cursor = await conn.execute(
             "select to_regclass('consent.client_xref'), to_regclass('consent.consent_key_event')"
         )
         xref, key_events = await cursor.fetchone()
         if xref is None:
             return [None] * len(questions)
-        _SEEN.add(("consent", "client_xref"))
+        _SEEN.add((database, "consent", "client_xref"))
         if key_events is not None:
-            _SEEN.add(("consent", "consent_key_event"))
+            _SEEN.add((database, "consent", "consent_key_event"))
             # published: the overlay's view was made with the published names
-            _SEEN.add(("consent", "pending_api_revocations"))
+            _SEEN.add((database, "consent", "pending_api_revocations"))
     key_events = (
         ("consent", "consent_key_event")
-        if ("consent", "consent_key_event") in _SEEN
+        if (database, "consent", "consent_key_event") in _SEEN
         else ("staging", "int_consent_key_events")
     )
     statement = _answers_statement(
-        key_events, access is not None, ("consent", "pending_api_revocations") in _SEEN
+        key_events, access is not None, (database, "consent", "pending_api_revocations") in _SEEN
     )
     # one round trip: a transaction holding the readers' shared lock (a publication takes it
     # exclusively for its swap: this answer waits there holding no lock on any view, so a swap
