@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pipelines import answers
 
-#: the codes of DESIGN sections 5 and 6 (pipelines/answers.py)
-Source = Literal["crm", "web", "helpdesk", "partner"]
-Purpose = Literal["processing", "storage", "third_party_transfer", "marketing", "analytics"]
-Channel = Literal["call", "sms", "email", "messenger", "push", "post"]
+#: the codes of DESIGN sections 5 and 6, as the answering layer owns them
+Source = Literal[answers.SOURCES]
+Purpose = Literal[answers.PURPOSES]
+Channel = Literal[answers.CHANNELS]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 #: no text the API takes may hold a NUL character: PostgreSQL cannot store one, so no record,
 #: client or code can contain it

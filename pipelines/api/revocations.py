@@ -58,11 +58,11 @@ def _axis(value: list[str] | str | None, codes: tuple[str, ...], name: str, doub
         value = [value]
     written = [str(v).strip().lower() for v in (value or [])]
     if not written or "all" in written or (name == "channels" and "any" in written):
-        return list(codes), not written
+        return list(codes)
     if any(code not in codes for code in written):
         doubts.append(f"{name}_unknown_code_widened_to_all")
-        return list(codes), True
-    return sorted(set(written)), False
+        return list(codes)
+    return sorted(set(written))
 
 
 def _received_at(text: str | None, now: datetime, doubts: list[str]) -> datetime:
@@ -96,8 +96,8 @@ def receive(conn: psycopg.Connection, key_name: str, request: RevocationRequest)
     if by_record and request.source not in SOURCES:
         raise AnswerError(f"source must be one of: {', '.join(SOURCES)}")
     doubts: list[str] = []
-    purposes, _ = _axis(request.purposes, PURPOSES, "purposes", doubts)
-    channels, _ = _axis(request.channels, CHANNELS, "channels", doubts)
+    purposes = _axis(request.purposes, PURPOSES, "purposes", doubts)
+    channels = _axis(request.channels, CHANNELS, "channels", doubts)
     if channels == list(CHANNELS):
         channels = ["any"]
     now = consent_now()
