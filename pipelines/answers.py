@@ -22,7 +22,7 @@ from pipelines.publication import (
     one_publication,
     relation_exists,
 )
-from pipelines.settings import MOSCOW, consent_now
+from pipelines.settings import MOSCOW, consent_now, zoned_instant
 
 PURPOSES = ("processing", "storage", "third_party_transfer", "marketing", "analytics")
 CHANNELS = ("call", "sms", "email", "messenger", "push", "post")
@@ -50,7 +50,10 @@ def parse_instant(text: str | None) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError as error:
         raise AnswerError(f"--at {text!r} is not an ISO 8601 date or timestamp") from error
-    return value if value.tzinfo else value.replace(tzinfo=MOSCOW)
+    try:
+        return zoned_instant(value)
+    except ValueError as error:
+        raise AnswerError(f"--at {text!r}: {error}") from error
 
 
 def check_source(source: str) -> None:

@@ -17,7 +17,7 @@ import shutil
 import stat
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,15 +42,35 @@ class ClockError(ValueError):
     """CONSENT_NOW (or another instant) is not an ISO 8601 date or timestamp; one line."""
 
 
+# PostgreSQL reads UTC offsets up to 15:59 either way, Python's datetime up to 23:59
+_POSTGRES_OFFSET_LIMIT = timedelta(hours=16)
+
+
+def zoned_instant(value: datetime) -> datetime:
+    """`value` with its zone (none: Moscow time), in a form PostgreSQL accepts.
+
+    An offset of 16 hours or more is valid ISO 8601 and Python reads it, but PostgreSQL refuses
+    it ("time zone displacement out of range"): such an instant is passed on in UTC. Raises
+    ValueError for an instant whose UTC form falls outside Python's years 1 to 9999.
+    """
+    aware = value if value.tzinfo else value.replace(tzinfo=MOSCOW)
+    offset = aware.utcoffset() or timedelta(0)
+    if abs(offset) < _POSTGRES_OFFSET_LIMIT:
+        return aware
+    try:
+        return aware.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the instant is outside the years 1 to 9999 in UTC") from error
+
+
 def parse_clock(text: str, what: str = CLOCK_ENV) -> datetime:
     """An ISO 8601 instant (a date alone is its midnight); without a zone, Moscow time."""
     try:
-        value = datetime.fromisoformat(text.strip())
+        return zoned_instant(datetime.fromisoformat(text.strip()))
     except ValueError as error:
         raise ClockError(
             f"{what} {text!r} is not an ISO 8601 instant (e.g. 2026-03-01T00:00:00+03:00)"
         ) from error
-    return value if value.tzinfo else value.replace(tzinfo=MOSCOW)
 
 
 def clock_from_env() -> datetime | None:

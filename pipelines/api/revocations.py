@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from pipelines.answers import CHANNELS, PURPOSES, SOURCES, AnswerError, UnknownRecord
 from pipelines.publication import relation_exists
-from pipelines.settings import MOSCOW, consent_now
+from pipelines.settings import MOSCOW, consent_now, zoned_instant
 
 RECEIVED_VIA = ("web", "app", "call_centre", "branch", "letter")
 
@@ -69,11 +69,10 @@ def _received_at(text: str | None, now: datetime, doubts: list[str]) -> datetime
     if not text:
         return now
     try:
-        value = datetime.fromisoformat(str(text))
+        value = zoned_instant(datetime.fromisoformat(str(text)))
     except ValueError:
         doubts.append("received_at_unreadable_taken_as_arrival")
         return now
-    value = value if value.tzinfo else value.replace(tzinfo=MOSCOW)
     if value > now:
         doubts.append("received_at_in_future_taken_as_arrival")
         return now
