@@ -157,7 +157,6 @@ HEAVY_FIRST = (
     "test_api",
     "test_cli",
     "test_identity_determinism",
-    "test_current_status",
     "test_change_feed_files",
     "test_clock",
     "test_run_lock",
