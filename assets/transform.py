@@ -19,7 +19,6 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from pipelines.dbt_cli import with_as_of
 from pipelines.derivation_scope import DerivationScope, plan_derivation
 from pipelines.publication import Generation, prepare_generation, published_generation
 from pipelines.resources import ConsentCenterResource
@@ -136,15 +135,15 @@ def _dbt_build(
     generation: bool = False,
     full_derivation: bool = False,
 ):
-    """`dbt build` at the run's instant (the var `as_of`), which every model's metadata shows.
+    """`dbt build` at the run's instant (CONSENT_DBT_AS_OF), which every model's metadata shows.
 
     With `generation`, the models go to the run's own schemas (pipelines/publication.py), which
     the change feed asset publishes once everything is built, for the clients the run's changes
     reach unless `full_derivation` (pipelines/derivation_scope.py); every materialisation says
     which and how many.
     """
-    consent_center.export_dbt_env()
     as_of = consent_center.as_of()
+    consent_center.export_dbt_env(as_of)
     # unit tests test the models' code, not the day's data: the suite runs them
     # (tests/test_dbt_unit_tests.py), production runs the data tests only, as dbt advises
     args = ["build", "--exclude", "resource_type:unit_test"]
@@ -154,7 +153,9 @@ def _dbt_build(
         variables, scope = _plan(context, consent_center, build, as_of, full_derivation)
         args += ["--vars", json.dumps(variables)]
     context.log.info(f"dbt build as of {as_of_text(as_of)}")
-    invocation = dbt.cli(with_as_of(args, as_of), context=context)
+    invocation = dbt.cli(
+        args, context=context, target_path=consent_center.dbt_target_path(context.op_def.name)
+    )
     # held until dbt ends, so that each model's materialisation can say how many rows its build
     # wrote (run_results.json); the step's assets are only released when it ends anyway
     events = []

@@ -16,6 +16,9 @@ from pipelines.settings import DBT_PROJECT_DIR, as_of_text, consent_now, dbt_exe
 # (its dbt died with it, pipelines/dbt_child.py) is then cancelled instead of running on
 # beside the next run
 DBT_SESSION_OPTIONS = "-c client_connection_check_interval=5s"
+#: the run's instant for the as_of macro, when no var `as_of` is given (the pipeline's dbt steps
+#: set it: pipelines.resources.ConsentCenterResource.export_dbt_env)
+DBT_AS_OF_ENV = "CONSENT_DBT_AS_OF"
 
 
 def dbt_profile_env(url: str) -> dict[str, str]:

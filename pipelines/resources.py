@@ -38,8 +38,8 @@ from dagster import (
 from pydantic import PrivateAttr
 
 from pipelines.database import database_url
-from pipelines.dbt_cli import dbt_profile_env
-from pipelines.settings import Settings, load_settings, parse_clock
+from pipelines.dbt_cli import DBT_AS_OF_ENV, dbt_profile_env
+from pipelines.settings import Settings, as_of_text, load_settings, parse_clock
 
 
 class ConsentCenterResource(ConfigurableResource):
@@ -86,9 +86,31 @@ class ConsentCenterResource(ConfigurableResource):
     def connect(self, **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.url(), **kwargs)
 
-    def export_dbt_env(self) -> None:
-        """dbt's profile reads CONSENT_PG_*; set them for the dbt subprocess."""
+    def export_dbt_env(self, as_of: datetime | None = None) -> None:
+        """dbt's profile reads CONSENT_PG_*, and the as_of macro CONSENT_DBT_AS_OF (the run's
+        instant); set them for the dbt subprocess.
+
+        The instant goes through the environment, not `--vars`: dbt reparses the whole project
+        when its command-line vars change, but only the files that read an environment
+        variable when that variable changes (stg_run__as_of and the marts that compute at it).
+        """
         os.environ.update(dbt_profile_env(self.url()))
+        if as_of is not None:
+            os.environ[DBT_AS_OF_ENV] = as_of_text(as_of)
+
+    def dbt_target_path(self, step: str) -> Path:
+        """The folder a dbt step writes its artifacts to: CONSENT_HOME/dbt/<step>, the same for
+        every run of this installation.
+
+        One folder per step, not per invocation (dagster-dbt's default, inside the installed dbt
+        project): a daily run no longer leaves ~15 MB behind per dbt step, and dbt finds its
+        partial-parse state of the last run there. The last run's artifacts stay for
+        inspection; its dbt.log (dbt appends) is dropped first, the run's log keeps the output.
+        """
+        path = self.settings().home / "dbt" / step
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "dbt.log").unlink(missing_ok=True)
+        return path
 
 
 # --- one run at a time ----------------------------------------------------------------------

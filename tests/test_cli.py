@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psycopg
 
+from pipelines.settings import DBT_PROJECT_DIR
+
 CLI = [sys.executable, "-m", "pipelines.cli"]
 
 
@@ -41,6 +43,18 @@ def test_run_loads_the_landing_zone_builds_staging_and_ends_with_a_summary(
         assert phones == [("HD-10", "+79035550011")]
     # the Dagster instance under CONSENT_HOME remembers the runs, for the UI
     assert any((tmp_path / "home" / "dagster").rglob("*.db"))
+    # each dbt step writes its artifacts under CONSENT_HOME, one folder per step, not a new
+    # folder per run inside the installed dbt project
+    dbt_steps = tmp_path / "home" / "dbt"
+    assert sorted(p.name for p in dbt_steps.iterdir()) == [
+        "dbt_consent_models",
+        "dbt_staging_models",
+    ]
+    assert all(
+        (dbt_steps / step / "run_results.json").exists()
+        for step in ("dbt_consent_models", "dbt_staging_models")
+    )
+    assert not list((DBT_PROJECT_DIR / "target").rglob("dbt_*_models-*"))
 
     # a new batch with one broken file: it fails alone, the rest is loaded, exit code says so
     broken = landing / "crm" / "2024-07-01"
@@ -51,6 +65,11 @@ def test_run_loads_the_landing_zone_builds_staging_and_ends_with_a_summary(
     assert second.returncode == 1
     assert "batches loaded │ 1" in second.stdout
     assert "crm/2024-07-01" in second.stderr and "contracts.csv" in second.stderr
+    # the second run's staging step reads the first's parse of the project (dbt's partial
+    # parsing: the run's instant is an environment variable, not a var that changes each run)
+    staging_log = (dbt_steps / "dbt_staging_models" / "dbt.log").read_text()
+    assert '"name": "UnableToPartialParse"' not in staging_log
+    assert '"name": "PartialParsingEnabled"' in staging_log
 
 
 def test_an_empty_landing_zone_is_one_clear_error(database_url, tmp_path):

@@ -3,9 +3,12 @@
     and deadline state is computed at it (golden_consent, report_expiring,
     report_revocation_deadlines, report_depersonalisation), never at now().
 
-    It is the dbt var `as_of`, which the product always passes (CONSENT_NOW, else the real now
-    when the run started: pipelines/dbt_cli.py, assets/transform.py); a dbt run by hand without
-    it falls back to CONSENT_NOW, then to the moment this dbt invocation started. The value must
+    It is the dbt var `as_of` when one is given (pipelines/dbt_cli.py's run_dbt), else the
+    environment variable CONSENT_DBT_AS_OF, which the pipeline's dbt steps set (CONSENT_NOW,
+    else the real now when the run started: assets/transform.py; an environment variable lets
+    dbt reparse only the files that read it, where a changed var reparses the whole project).
+    A dbt run by hand with neither falls back to CONSENT_NOW, then to the moment this dbt
+    invocation started. The value must
     be an ISO 8601 instant (a date alone is its midnight; without a zone, Moscow time): anything
     else is a compilation error. The literal is written from the parsed instant, never from the
     text as given.
@@ -13,6 +16,9 @@
 {% macro as_of() -%}
     {%- set given = var('as_of', none) -%}
     {%- if given is none or (given | string | trim) == '' -%}
+        {%- set given = env_var('CONSENT_DBT_AS_OF', '') -%}
+    {%- endif -%}
+    {%- if (given | string | trim) == '' -%}
         {%- set given = env_var('CONSENT_NOW', '') -%}
     {%- endif -%}
     {%- if (given | string | trim) == '' -%}
