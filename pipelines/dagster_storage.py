@@ -14,16 +14,29 @@ ended) keeps SQLite's default. A damaged event log is a Dagster history to set a
 (`CONSENT_HOME/dagster/history/runs`), never a consent lost. An installation that wants
 Dagster's history on a durable server names Dagster's PostgreSQL storage in its dagster.yaml
 instead: `consent-center` writes that file only when it is missing or still the one it wrote.
+
+It also keeps its connections: Dagster's opens a SQLite engine for every event, writes one row
+and disposes of the engine again (10 ms an event here; 2 ms with the connection kept, some
+6 s of a small run). The engines of the last few shards (the index and the runs being
+written) stay open, one connection per thread, and are disposed of when the instance is, or
+before Dagster deletes their files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import SingletonThreadPool
 
 #: the event log folders whose SQLite connections skip the flush (absolute paths)
 _UNFLUSHED: set[str] = set()
@@ -38,12 +51,58 @@ def _skip_flush_for_the_event_log(dbapi_connection, _record) -> None:
         dbapi_connection.execute("pragma synchronous = off")
 
 
+#: how many shards' engines stay open: the index, the run being written, and a few it reads
+KEPT_ENGINES = 4
+
+
 class UnflushedSqliteEventLogStorage(SqliteEventLogStorage):
-    """Dagster's SQLite event log whose writes do not wait for the disk (see the module)."""
+    """Dagster's SQLite event log whose writes do not wait for the disk and that keeps its
+    connections (see the module)."""
 
     def __init__(self, base_dir: str, inst_data=None):
         _UNFLUSHED.add(os.path.abspath(base_dir))
+        # before super().__init__, which already reads the index shard
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
         super().__init__(base_dir, inst_data=inst_data)
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        """Dagster's `_connect` (one transaction under the storage's lock), on a kept engine."""
+        with self._db_lock:
+            engine = self._engines.get(shard)
+            if engine is None:
+                engine = create_engine(
+                    self.conn_string_for_shard(shard),
+                    poolclass=SingletonThreadPool,
+                    connect_args={
+                        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                        "check_same_thread": False,
+                    },
+                )
+                if shard not in self._initialized_dbs:
+                    self._initdb(engine)
+                    self._initialized_dbs.add(shard)
+                self._engines[shard] = engine
+                while len(self._engines) > KEPT_ENGINES:
+                    _, oldest = self._engines.popitem(last=False)
+                    oldest.dispose()
+            else:
+                self._engines.move_to_end(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def _dispose_engines(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        self._dispose_engines()  # its files are deleted: no connection may write to them
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._dispose_engines()
+        super().dispose()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):

@@ -3,9 +3,17 @@ dagster.yaml that consent-center writes only while it is its own."""
 
 from __future__ import annotations
 
-from dagster import AssetKey, AssetMaterialization, DagsterInstance
+import logging
+import time
+import uuid
 
-from pipelines.dagster_storage import OLD_DAGSTER_YAML, UnflushedSqliteEventLogStorage
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, EventLogEntry
+
+from pipelines.dagster_storage import (
+    KEPT_ENGINES,
+    OLD_DAGSTER_YAML,
+    UnflushedSqliteEventLogStorage,
+)
 from pipelines.run import prepare_dagster_home
 from pipelines.settings import Settings
 
@@ -46,3 +54,34 @@ def test_dagster_yaml_is_written_when_missing_or_ours_and_a_users_own_is_left_al
     config.write_text(own)
     prepare_dagster_home(settings)
     assert config.read_text() == own
+
+
+def test_the_event_log_keeps_a_few_connections_that_another_instance_reads_through(tmp_path):
+    """Events written through kept connections are at once visible to another instance (the
+    UI's, a second process), writes to many runs keep no more than KEPT_ENGINES engines open,
+    and disposing of the instance closes them."""
+    settings = _settings(tmp_path)
+    prepare_dagster_home(settings)
+    with DagsterInstance.from_config(str(settings.dagster_home)) as writer:
+        storage = writer.event_log_storage
+        for n in range(12):
+            writer.report_runless_asset_event(
+                AssetMaterialization(AssetKey(["consent", f"t{n % 3}"]), metadata={"n": n})
+            )
+        runs = [uuid.uuid4().hex for _ in range(KEPT_ENGINES + 2)]
+        for run_id in runs:
+            storage.store_event(
+                EventLogEntry(
+                    error_info=None,
+                    level=logging.INFO,
+                    user_message="started",
+                    run_id=run_id,
+                    timestamp=time.time(),
+                )
+            )
+        assert 0 < len(storage._engines) <= KEPT_ENGINES
+        with DagsterInstance.from_config(str(settings.dagster_home)) as reader:
+            latest = reader.get_latest_materialization_event(AssetKey(["consent", "t2"]))
+            assert latest.asset_materialization.metadata["n"].value == 11
+            assert all(reader.all_logs(run_id) for run_id in runs)
+    assert storage._engines == {}
