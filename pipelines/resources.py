@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -39,7 +40,13 @@ from pydantic import PrivateAttr
 
 from pipelines.database import database_url
 from pipelines.dbt_cli import DBT_AS_OF_ENV, dbt_profile_env
-from pipelines.settings import Settings, as_of_text, load_settings, parse_clock
+from pipelines.settings import (
+    DBT_PROJECT_DIR,
+    Settings,
+    as_of_text,
+    load_settings,
+    parse_clock,
+)
 
 
 class ConsentCenterResource(ConfigurableResource):
@@ -110,7 +117,17 @@ class ConsentCenterResource(ConfigurableResource):
         path = self.settings().home / "dbt" / step
         path.mkdir(parents=True, exist_ok=True)
         (path / "dbt.log").unlink(missing_ok=True)
+        # the first time, dagster-dbt would copy the project's partial-parse file here with
+        # its mode (world-readable): copied here first, the copy is private like the rest
+        seed = Path(os.environ.get("DBT_TARGET_PATH") or "target")
+        seed = (seed if seed.is_absolute() else DBT_PROJECT_DIR / seed) / PARTIAL_PARSE_FILE
+        if seed.exists() and not (path / PARTIAL_PARSE_FILE).exists():
+            shutil.copyfile(seed, path / PARTIAL_PARSE_FILE)
         return path
+
+
+#: dbt's saved parse of the project (dagster-dbt copies it into a new target folder)
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
 # --- one run at a time ----------------------------------------------------------------------
