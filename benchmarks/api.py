@@ -274,7 +274,7 @@ def during_run(base, key, records, env, run_args, seed: int) -> tuple[dict, dict
             _cli(env, "run", *run_args)
             outcome["ok"] = True
         except RuntimeError as error:
-            outcome["ok"], outcome["error"] = False, str(error)[-500:]
+            outcome["ok"], outcome["error"] = False, str(error)[-2000:]
         outcome["seconds"] = time.monotonic() - began
         with psycopg.connect(env["CONSENT_DATABASE_URL"]) as conn:
             (outcome["published_at"],) = conn.execute(
@@ -322,6 +322,10 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=50, help="concurrent single callers")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument(
+        "--logs", type=Path, default=None,
+        help="folder kept for the server's log (serve.log); by default it goes with the scratch",
+    )  # fmt: skip
+    parser.add_argument(
         "--rate", type=float, default=500, help="single can-contact questions a second, all callers"
     )
     args = parser.parse_args()
@@ -341,7 +345,9 @@ def main() -> None:
             .splitlines()[-1]
             for role in ("system", "marketing")
         }
-        server, base = start_server(env, args.workers, root / "serve.log")
+        logs = args.logs or root
+        logs.mkdir(parents=True, exist_ok=True)
+        server, base = start_server(env, args.workers, logs / "serve.log")
         try:
             records = sample_records(url, 20_000, args.seed)
             phases: dict[str, dict] = {}

@@ -52,6 +52,7 @@ from pipelines.overlay import (
     overlaid,
     pending_covering,
 )
+from pipelines.resources import pause_point
 from sources.schema import relation_exists
 
 log = logging.getLogger(__name__)
@@ -369,6 +370,42 @@ class Published:
     retired: list[str]
 
 
+def _ensure_publication_tables(conn: psycopg.Connection) -> None:
+    """The tables a publication writes to, each created in a transaction of its own, before
+    the publication's, and only when missing.
+
+    Why: DDL locks its table until the end of its transaction, even when "if not exists" finds
+    the table there (ALTER ... ADD COLUMN IF NOT EXISTS takes ACCESS EXCLUSIVE, CREATE INDEX
+    IF NOT EXISTS takes SHARE). Held by the publication's transaction while it waits for the
+    readers' lock, they made an answer that holds that lock and writes its access log wait for
+    the publication: a deadlock, answers failing and the publication giving up.
+    """
+    from assets.change_feed import DDL as CHANGE_FEED_DDL
+    from pipelines.api.changes import ensure_propagation_report
+
+    with conn.transaction():
+        if not _column_exists(conn, PUBLISHED_SCHEMA, "publication", "derivation_reason"):
+            conn.execute(PUBLICATION_DDL)
+    with conn.transaction():
+        if not relation_exists(conn, PUBLISHED_SCHEMA, "consent_change"):
+            conn.execute(CHANGE_FEED_DDL)
+    ensure_api_tables(conn)
+    with conn.transaction():
+        if not relation_exists(conn, PUBLISHED_SCHEMA, "report_propagation"):
+            ensure_propagation_report(conn)
+
+
+def _column_exists(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
+    return (
+        conn.execute(
+            "select 1 from information_schema.columns "
+            "where table_schema = %s and table_name = %s and column_name = %s",
+            (schema, table, column),
+        ).fetchone()
+        is not None
+    )
+
+
 def publish(
     conn: psycopg.Connection,
     generation: Generation,
@@ -379,16 +416,10 @@ def publish(
     """Publish `generation` in one transaction: after a full derivation, the change feed, every
     view and function repointed and the grants; after an incremental one, the change feed and
     the affected clients' rows written into the published generation (_publish_in_place)."""
-    from assets.change_feed import DDL as CHANGE_FEED_DDL
-    from pipelines.api.changes import ensure_propagation_report
-
+    _ensure_publication_tables(conn)
     with conn.transaction():
         # one publisher at a time (the run lock already says so; this makes it a fact here too)
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:publication'))")
-        conn.execute(PUBLICATION_DDL)
-        conn.execute(CHANGE_FEED_DDL)
-        ensure_api_tables(conn)
-        ensure_propagation_report(conn)
         missing = [m for m in consent_models() if not relation_exists(conn, generation.consent, m)]
         if missing:
             raise PublicationError(
@@ -420,13 +451,17 @@ def _publish_whole(conn, generation: Generation, run_id, as_of, reason: str | No
     """A full derivation: the change feed against the published state, then every published
     name repointed to the generation (inside publish()'s transaction)."""
     from assets.access import apply_grants
+    from pipelines.api.changes import ensure_propagation_report
 
     old = _previous_golden(conn) or EMPTY_GOLDEN
     new = sql.Identifier(generation.consent, "golden_consent_at_run")
     ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
     # from here to the commit (catalog changes only: milliseconds), answers in progress
     # finish first and new ones wait
+    pause_point("publication_open")
     _lock_published(conn)
+    # the report's view, made again in case this version defines it differently
+    ensure_propagation_report(conn)
     # the overlay's view reads the published identity and events: made again over the new ones
     conn.execute("drop view if exists consent.pending_api_revocations")
     for name in (*consent_models(), *IDENTITY_TABLES):
@@ -545,8 +580,6 @@ def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -
     new = only.format(sql.Identifier(generation.consent, "golden_consent_at_run"), affected)
     old = only.format(sql.Identifier(PUBLISHED_SCHEMA, "golden_consent_at_run"), affected)
     ids = [r[0] for r in conn.execute(sql.SQL(CHANGES).format(new=new, old=old)).fetchall()]
-    # answers of several statements in progress finish first; new ones wait for the commit
-    _lock_published(conn, views=False)
     parts, whole = _stored_models()
     for name in parts:
         target = sql.Identifier(base.staging, name)
@@ -573,6 +606,10 @@ def _publish_in_place(conn, generation: Generation, plan: dict, run_id, as_of) -
         "derivation_reason) values (%s, %s, %s, %s, %s, 'incremental', %s, %s)",
         (generation.name, run_id, as_of, len(ids), base.name, count, plan["reason"]),
     )
+    # everything is written; answers of several statements in progress finish first (they read
+    # the state before), new ones wait the moment of the commit (then read the state after)
+    pause_point("publication_open")
+    _lock_published(conn, views=False)
     return ids
 
 

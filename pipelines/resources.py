@@ -304,8 +304,10 @@ def pause_point(step: str) -> None:
     and sleeps until that file is removed (at most 10 minutes), so a test can start a second run
     beside it or kill -9 it exactly there. Steps: `locked` (the run lock is taken, nothing is
     loaded yet), `change_feed_committed` (the change feed is committed, its files are not yet
-    written) and `batch_file_loaded` (sources.loader.load_batch has copied one file of a batch
-    into its partition, inside the batch's still open transaction; it pauses after each file).
+    written), `batch_file_loaded` (sources.loader.load_batch has copied one file of a batch
+    into its partition, inside the batch's still open transaction; it pauses after each file)
+    and `publication_open` (pipelines.publication.publish has written everything inside its
+    transaction and is about to take the readers' lock and commit).
     Without the variable this does nothing.
     """
     if os.environ.get(PAUSE_ENV) != step:

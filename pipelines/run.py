@@ -121,13 +121,18 @@ def pending_batches(conn: psycopg.Connection, settings: Settings) -> list[Batch]
 
 
 def _run_error(result) -> str:
-    """The first line of the failing step's error (Dagster keeps the full text in the run)."""
+    """The failing step's error in one line: the exception the step raised, not Dagster's
+    wrapper around it ("Error occurred while executing op ..."), with its class; Dagster keeps
+    the full text and the traceback in the run."""
     for event in result.all_events:
         if event.is_step_failure and event.event_specific_data is not None:
             error = getattr(event.event_specific_data, "error", None)
             if error is not None:
+                while error.cause is not None and error.cls_name.startswith("Dagster"):
+                    error = error.cause
                 lines = [line.strip() for line in error.message.splitlines() if line.strip()]
-                return lines[0] if lines else error.cls_name
+                first = lines[0] if lines else error.cls_name
+                return first if first.startswith(error.cls_name) else f"{error.cls_name}: {first}"
     return "run failed (see the run in the Dagster UI)"
 
 

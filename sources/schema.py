@@ -8,6 +8,7 @@ partition, validation scans only the new rows, and old batches can be detached f
 from __future__ import annotations
 
 import hashlib
+import re
 
 import psycopg
 from psycopg import sql
@@ -186,6 +187,24 @@ def relation_exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
     return found is not None
 
 
+#: the relations a DDL script creates "if not exists" (tables and indexes)
+_CREATED = re.compile(
+    r"create\s+(?:unique\s+)?(?:table|index)\s+if\s+not\s+exists\s+(?:(\w+)\.)?(\w+)",
+    re.IGNORECASE,
+)
+
+
+def ddl_applied(conn: psycopg.Connection, ddl: str, schema: str = "consent") -> bool:
+    """Whether every table and index `ddl` creates "if not exists" exists already.
+
+    Why: CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table even when the index is
+    there, held to the end of the transaction; run on every publication, it made writers of
+    that table (the API's access log) wait behind a publication that waited for them.
+    """
+    names = [(m.group(1) or schema, m.group(2)) for m in _CREATED.finditer(ddl)]
+    return bool(names) and all(relation_exists(conn, s, n) for s, n in names)
+
+
 def create_identity_tables(
     conn: psycopg.Connection, schema: str, only: list[str] | tuple[str, ...] | None = None
 ) -> list[str]:
@@ -207,7 +226,8 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         # serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:schema'))")
         conn.execute(_CONSENT_DDL)
-        conn.execute(API_DDL)
+        if not ddl_applied(conn, API_DDL):
+            conn.execute(API_DDL)
         create_identity_tables(conn, CONSENT_SCHEMA)
         conn.execute(_RAW_DDL)
         for source in SOURCES.values():

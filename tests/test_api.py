@@ -25,7 +25,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples
+from tests.cli_runs import CONSENT_CENTER, cli_env, copy_examples, start_paused
 from tests.conftest import clock, fresh_database
 from tests.test_cli_answers import QUESTIONS
 
@@ -91,6 +91,7 @@ def api(server_url, tmp_path_factory):
         yield {
             "url": url,
             "env": env,
+            "home": home,
             "base": base,
             "keys": keys,
             "server": server,
@@ -110,6 +111,38 @@ def _can_contact(client, source, record, purpose, channel, at=None):
     if at:
         params["at"] = at
     return client.get("/v1/can-contact", params=params)
+
+
+def _run_asked_while_it_publishes(api, *args: str) -> list[dict]:
+    """`consent-center run <args>`, held with its publication open (everything written inside
+    the publication's transaction, the readers' lock not taken yet) while callers ask about
+    Maria and read the feed: each must be answered at once, not held behind the publication
+    (which, holding locks on the tables the API writes, would then deadlock with them). Then
+    the run goes on and must succeed. Returns the answers given during the hold."""
+    run, marker = start_paused(
+        [CONSENT_CENTER, "run", *args], api["env"], api["home"], "publication_open",
+        timeout=900, what="the run never reached its publication",
+    )  # fmt: skip
+    answers = []
+    try:
+        for source, record in MARIA:
+            began = time.monotonic()
+            answer = api["system"].get(
+                "/v1/can-contact",
+                params={"source": source, "record": record, "purpose": "marketing",
+                        "channel": "email"},
+                timeout=10,
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            assert time.monotonic() - began < 5, "an answer waited for the publication"
+            answers.append(answer.json())
+        feed = api["system"].get("/v1/changes", params={"after": 0, "limit": 10}, timeout=10)
+        assert feed.status_code == 200, feed.text
+    finally:
+        marker.unlink(missing_ok=True)
+    out, err = run.communicate(timeout=900)
+    assert run.returncode == 0, out[-3000:] + err[-3000:]
+    return answers
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -372,7 +405,9 @@ def test_maria_revokes_in_her_account_and_the_very_next_question_is_refused_ever
 
     poller = threading.Thread(target=long_poll, daemon=True)
     poller.start()
-    _cli(api["env"], "run", timeout=900)
+    # while the run publishes, she is still refused at once, on her pending revocation
+    during = _run_asked_while_it_publishes(api)
+    assert [(a["allowed"], a["status"]) for a in during] == [(False, "revoked")] * len(MARIA)
     poller.join(timeout=90)
     assert woke, "the long-poll never returned the run's changes"
     with psycopg.connect(api["url"]) as conn:
@@ -443,6 +478,28 @@ def test_maria_revokes_in_her_account_and_the_very_next_question_is_refused_ever
     # example's revocations of 2024, acknowledged for the first time in 2026)
     assert late["call-centre"] > late.get("sms-gateway", 0)
     assert "call-centre" in digest_text(digest)
+
+
+def test_callers_are_answered_at_once_while_a_full_refresh_publishes_the_same_state(api):
+    def feed_end_and_maria():
+        with psycopg.connect(api["url"]) as conn:
+            return conn.execute(
+                "select (select coalesce(max(change_id), 0) from consent.consent_change), "
+                "(select client_id from consent.client_xref "
+                "where source = 'crm' and source_record_id = 'K-1')"
+            ).fetchone()
+
+    end, maria = feed_end_and_maria()
+    during = _run_asked_while_it_publishes(api, "--full-refresh")
+    after = [_can_contact(api["system"], s, r, "marketing", "email").json() for s, r in MARIA]
+    # the same answers while the new state was being published and after it: a full refresh
+    # publishes the state the runs before it reached, so the feed tells nothing new about her
+    assert [(a["allowed"], a["status"]) for a in during] == [
+        (a["allowed"], a["status"]) for a in after
+    ]
+    changes = api["system"].get("/v1/changes", params={"after": end, "limit": 10_000}).json()
+    assert [c for c in changes["changes"] if c["client_id"] == maria] == []
+    assert feed_end_and_maria()[1] == maria
 
 
 def test_a_revocation_that_names_a_record_not_known_yet_is_kept_and_widened_never_refused(api):

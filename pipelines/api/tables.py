@@ -13,6 +13,7 @@ from __future__ import annotations
 import psycopg
 
 from sources.api_store import API_DDL
+from sources.schema import ddl_applied
 
 #: needs the published consent.client_xref and consent.consent_event (created at publication)
 PENDING_VIEW = """
@@ -38,7 +39,12 @@ comment on view consent.pending_api_revocations is
 
 
 def ensure_api_tables(conn: psycopg.Connection) -> None:
-    """Create the API's tables if missing (idempotent; serve, api-key and every publication)."""
+    """Create the API's tables if missing (idempotent; serve, api-key and every publication).
+
+    Nothing is executed when they all exist: the DDL's locks would be held by the caller's
+    transaction (see sources.schema.ddl_applied)."""
+    if ddl_applied(conn, API_DDL):
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('consent-center:schema'))")
         conn.execute(API_DDL)
